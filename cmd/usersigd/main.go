@@ -1,0 +1,153 @@
+// Command usersigd serves the usersig.v1 gRPC API: it mints and verifies
+// Tencent Cloud IM and TRTC tickets for authenticated callers.
+//
+//	usersigd --config /etc/usersig/config.yaml
+//	usersigd --dev        # no config: a throwaway app and caller on 127.0.0.1:50051
+//
+// SIGTERM or SIGINT drain and stop the server; SIGHUP reloads the config.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/usersig/usersig/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("usersigd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "the config file (YAML)")
+	dev := fs.Bool("dev", false, "run without a config: one app with a random key and one caller with a random token, on 127.0.0.1:50051")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	switch {
+	case *showVersion:
+		fmt.Fprintln(stdout, "usersigd", version)
+		return 0
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "usersigd: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	case *dev == (*configPath != ""):
+		fmt.Fprintln(stderr, "usersigd: pass --config FILE, or --dev to try it out without one")
+		return 2
+	}
+
+	level := zap.NewAtomicLevelAt(zap.InfoLevel)
+	log := newLogger(stderr, level)
+	defer log.Sync()
+
+	var (
+		loaded *server.Loaded
+		err    error
+	)
+	if *dev {
+		loaded, err = devConfig(stdout)
+	} else {
+		loaded, err = server.LoadConfig(*configPath)
+	}
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			log.Error("cannot start", zap.String("problem", line))
+		}
+		return 2
+	}
+
+	srv, err := server.New(loaded, server.Options{
+		Logger:     log,
+		LogLevel:   &level,
+		ConfigPath: *configPath,
+		Version:    version,
+	})
+	if err != nil {
+		log.Error("cannot start", zap.String("problem", err.Error()))
+		return 2
+	}
+	if err := srv.Listen(); err != nil {
+		log.Error("cannot start", zap.Error(err))
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if *configPath == "" {
+				log.Warn("SIGHUP: --dev has no config file to reload")
+				continue
+			}
+			log.Info("SIGHUP: reloading the config")
+			srv.Reload()
+		}
+	}()
+	if err := srv.Serve(ctx); err != nil {
+		log.Error("stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// newLogger logs JSON lines to w with zap's production encoder. Sampling
+// is off: the audit trail must hold every issued ticket.
+func newLogger(w io.Writer, level zap.AtomicLevel) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	enc.EncodeDuration = zapcore.StringDurationEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w))))
+}
+
+// devConfig makes the --dev config with a fresh key and token, and tells
+// the user how to call it.
+func devConfig(stdout io.Writer) (*server.Loaded, error) {
+	key, token := make([]byte, 32), make([]byte, 24)
+	rand.Read(key)
+	rand.Read(token)
+	tok := hex.EncodeToString(token)
+	loaded, err := server.Compile(server.DevConfig([]byte(hex.EncodeToString(key)), tok))
+	if err != nil {
+		return nil, err
+	}
+	loaded.Hash = "dev"
+	addr := loaded.Config.GRPC.Listen
+	fmt.Fprintf(stdout, `usersigd --dev: app %d with a random key, caller "dev" with this bearer token (both change at every start):
+
+  export TOKEN=%s
+
+Try it with grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4):
+
+  grpcurl -plaintext %[3]s list
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "86400s"}' %[3]s usersig.v1.UserSigService/GenerateUserSig
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "user_sig": "PASTE_THE_USER_SIG"}' %[3]s usersig.v1.UserSigService/VerifyUserSig
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "room_id": 1234, "privilege_map": 255}' %[3]s usersig.v1.UserSigService/GeneratePrivateMapKey
+  curl -s http://%[4]s/metrics | grep ^usersig_
+
+`, server.DevSDKAppID, tok, addr, loaded.Config.HTTP.Listen)
+	return loaded, nil
+}

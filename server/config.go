@@ -1,0 +1,574 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/usersig/usersig/signer"
+)
+
+// Config is usersigd's configuration file. Key names are part of the
+// interface: operators write them, so they never change.
+type Config struct {
+	GRPC     GRPCConfig     `yaml:"grpc"`
+	HTTP     HTTPConfig     `yaml:"http"`
+	Shutdown ShutdownConfig `yaml:"shutdown"`
+	Log      LogConfig      `yaml:"log"`
+	Reload   ReloadConfig   `yaml:"reload"`
+	Apps     []AppConfig    `yaml:"apps"`
+	Callers  []CallerConfig `yaml:"callers"`
+}
+
+// GRPCConfig is the gRPC listener.
+type GRPCConfig struct {
+	// Listen is host:port; default 127.0.0.1:50051.
+	Listen string     `yaml:"listen"`
+	TLS    *TLSConfig `yaml:"tls"`
+	// MaxCallDuration caps every call's deadline; default 5s.
+	MaxCallDuration Duration `yaml:"max_call_duration"`
+	// MaxConcurrentCalls bounds the calls in flight; above it calls fail
+	// fast with RESOURCE_EXHAUSTED. Default 4096.
+	MaxConcurrentCalls int `yaml:"max_concurrent_calls"`
+}
+
+// TLSConfig turns on TLS; ClientCAFile turns on mutual TLS.
+type TLSConfig struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
+}
+
+// HTTPConfig is the HTTP listener for /metrics, /healthz and /readyz; no
+// listener when Listen is empty.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// ShutdownConfig is how the server drains on SIGTERM.
+type ShutdownConfig struct {
+	// Delay is how long the server keeps serving after it reports not
+	// ready, so load balancers notice; default 0s.
+	Delay Duration `yaml:"delay"`
+	// Timeout bounds how long in-flight calls may take to finish; default 20s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// LogConfig sets the log level: debug, info, warn or error.
+type LogConfig struct {
+	Level string `yaml:"level"`
+}
+
+// ReloadConfig sets how often the config file and key files are checked
+// for changes; default 2s, 0s turns the check off (SIGHUP still reloads).
+type ReloadConfig struct {
+	Interval Duration `yaml:"interval"`
+}
+
+// AppConfig is one SDKAppID and its keys.
+type AppConfig struct {
+	SDKAppID   uint64      `yaml:"sdk_app_id"`
+	DefaultTTL Duration    `yaml:"default_ttl"`
+	MaxTTL     Duration    `yaml:"max_ttl"`
+	Keys       []KeyConfig `yaml:"keys"`
+}
+
+// KeyConfig names where one secret key is: a file or an environment
+// variable. The config never holds a key itself.
+type KeyConfig struct {
+	ID   string `yaml:"id"`
+	File string `yaml:"file"`
+	Env  string `yaml:"env"`
+
+	secret []byte // set only by DevConfig
+}
+
+// CallerConfig is one caller and what it may do.
+type CallerConfig struct {
+	Name string `yaml:"name"`
+	// TokenSHA256 is the hex SHA-256 of the caller's bearer token.
+	TokenSHA256 string `yaml:"token_sha256"`
+	// ClientCertNames name the caller by a verified client certificate's
+	// subject common name or DNS/URI SAN (mutual TLS only).
+	ClientCertNames []string `yaml:"client_cert_names"`
+	// Apps are SDKAppIDs, or "*" for every configured app.
+	Apps []string `yaml:"apps"`
+	// Methods are UserSigService method names.
+	Methods       []string    `yaml:"methods"`
+	MaxTTL        Duration    `yaml:"max_ttl"`
+	UserIDPattern string      `yaml:"user_id_pattern"`
+	Rate          *RateConfig `yaml:"rate"`
+}
+
+// RateConfig is a token bucket: PerSecond calls a second on average, with
+// bursts of up to Burst.
+type RateConfig struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
+}
+
+// Duration is a duration written as Go writes them (720h, 90s). It keeps
+// its text until validation, so errors can name the field.
+type Duration struct {
+	text string
+	line int
+	d    time.Duration
+}
+
+// UnmarshalYAML keeps the text and line of the value.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration such as 720h or 90s", n.Line)
+	}
+	d.text, d.line = n.Value, n.Line
+	return nil
+}
+
+// Dur returns a parsed duration.
+func Dur(d time.Duration) Duration { return Duration{text: d.String(), d: d} }
+
+// Methods a caller may be allowed.
+const (
+	MethodGenerateUserSig       = "GenerateUserSig"
+	MethodVerifyUserSig         = "VerifyUserSig"
+	MethodGeneratePrivateMapKey = "GeneratePrivateMapKey"
+)
+
+var methodBits = map[string]uint8{
+	MethodGenerateUserSig:       1 << 0,
+	MethodVerifyUserSig:         1 << 1,
+	MethodGeneratePrivateMapKey: 1 << 2,
+}
+
+// Defaults and limits.
+const (
+	DefaultListen             = "127.0.0.1:50051"
+	DefaultTTL                = 180 * 24 * time.Hour // Tencent's console default
+	MaxTTL                    = 50 * 365 * 24 * time.Hour
+	DefaultShutdownTimeout    = 20 * time.Second
+	DefaultReloadInterval     = 2 * time.Second
+	DefaultMaxCallDuration    = 5 * time.Second
+	DefaultMaxConcurrentCalls = 4096
+	shortKeyLen               = 32
+)
+
+// ConfigError lists every problem found in a config, one line each.
+type ConfigError struct {
+	Path     string
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = "config " + e.Path + ": " + p
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Loaded is a validated config with its secrets read, ready to serve.
+type Loaded struct {
+	Config   *Config
+	Hash     string   // SHA-256 of the config file, first 12 hex digits
+	Warnings []string // problems that do not stop the server
+	policy   *policy
+}
+
+// LoadConfig reads, validates and compiles the config file at path,
+// reading the key files it names. The error is a *ConfigError listing
+// every problem; no message holds a secret.
+func LoadConfig(path string) (*Loaded, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &ConfigError{Path: path, Problems: []string{oneLine(err.Error())}}
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return nil, &ConfigError{Path: path, Problems: strings.Split(err.Error(), "\n")}
+	}
+	l, err := Compile(cfg)
+	if err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Path = path
+		}
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	l.Hash = hex.EncodeToString(sum[:6])
+	return l, nil
+}
+
+// yamlTypeNames maps the config's Go types to the sections they are, for
+// yaml's errors.
+var yamlTypeNames = strings.NewReplacer(
+	"server.Config", "the top level",
+	"server.GRPCConfig", "grpc",
+	"server.TLSConfig", "grpc.tls",
+	"server.HTTPConfig", "http",
+	"server.ShutdownConfig", "shutdown",
+	"server.LogConfig", "log",
+	"server.ReloadConfig", "reload",
+	"server.AppConfig", "an app",
+	"server.KeyConfig", "a key",
+	"server.CallerConfig", "a caller",
+	"server.RateConfig", "a caller's rate",
+)
+
+var yamlUnknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (.+)$`)
+
+// ParseConfig decodes a config strictly: an unknown key is an error.
+func ParseConfig(b []byte) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty")
+		}
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, errors.New(oneLine(strings.TrimPrefix(err.Error(), "yaml: ")))
+		}
+		problems := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			if m := yamlUnknownField.FindStringSubmatch(e); m != nil {
+				e = fmt.Sprintf("line %s: unknown key %q in %s", m[1], m[2], yamlTypeNames.Replace(m[3]))
+			}
+			problems[i] = oneLine(e)
+		}
+		return nil, errors.New(strings.Join(problems, "\n"))
+	}
+	return &cfg, nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// checker collects problems, each naming its field.
+type checker struct {
+	problems, warnings []string
+}
+
+func (c *checker) addf(field, format string, args ...any) {
+	c.problems = append(c.problems, field+": "+fmt.Sprintf(format, args...))
+}
+
+// duration parses d, applying def when it is absent.
+func (c *checker) duration(field string, d *Duration, def time.Duration) time.Duration {
+	if d.text == "" {
+		if d.d == 0 {
+			d.d = def
+		}
+		return d.d
+	}
+	v, err := time.ParseDuration(d.text)
+	if err != nil {
+		c.addf(field, "%q is not a duration (write e.g. 720h, 30m or 90s)", d.text)
+		return def
+	}
+	if v < 0 {
+		c.addf(field, "%s is negative", d.text)
+		return def
+	}
+	d.d = v
+	return v
+}
+
+// ttl parses a ticket lifetime: whole seconds, 1s to 50 years.
+func (c *checker) ttl(field string, d *Duration, def time.Duration) time.Duration {
+	v := c.duration(field, d, def)
+	switch {
+	case d.text == "" && def == 0:
+	case v < time.Second:
+		c.addf(field, "%s is below 1s", v)
+	case v%time.Second != 0:
+		c.addf(field, "%s is not a whole number of seconds", v)
+	case v > MaxTTL:
+		c.addf(field, "%s is above 438000h (50 years, Tencent's documented maximum)", v)
+	}
+	return v
+}
+
+var (
+	keyIDPattern      = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	callerNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+)
+
+// Compile validates cfg, reads the secrets it names and builds the policy
+// the server enforces. Every problem is reported, one line each.
+func Compile(cfg *Config) (*Loaded, error) {
+	var c checker
+	if cfg.GRPC.Listen == "" {
+		cfg.GRPC.Listen = DefaultListen
+	}
+	if t := cfg.GRPC.TLS; t != nil {
+		if t.CertFile == "" || t.KeyFile == "" {
+			c.addf("grpc.tls", "cert_file and key_file are both required")
+		}
+	}
+	c.duration("grpc.max_call_duration", &cfg.GRPC.MaxCallDuration, DefaultMaxCallDuration)
+	if cfg.GRPC.MaxCallDuration.d < time.Millisecond {
+		c.addf("grpc.max_call_duration", "must be at least 1ms")
+	}
+	switch n := cfg.GRPC.MaxConcurrentCalls; {
+	case n == 0:
+		cfg.GRPC.MaxConcurrentCalls = DefaultMaxConcurrentCalls
+	case n < 0:
+		c.addf("grpc.max_concurrent_calls", "must be positive")
+	}
+	c.duration("shutdown.delay", &cfg.Shutdown.Delay, 0)
+	if c.duration("shutdown.timeout", &cfg.Shutdown.Timeout, DefaultShutdownTimeout) == 0 {
+		c.addf("shutdown.timeout", "must be above 0s")
+	}
+	c.duration("reload.interval", &cfg.Reload.Interval, DefaultReloadInterval)
+	switch cfg.Log.Level {
+	case "":
+		cfg.Log.Level = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		c.addf("log.level", "%q is not one of debug, info, warn, error", cfg.Log.Level)
+	}
+
+	p := &policy{apps: map[uint64]*app{}}
+	if len(cfg.Apps) == 0 {
+		c.addf("apps", "at least one app is required")
+	}
+	for i := range cfg.Apps {
+		if a := c.app(fmt.Sprintf("apps[%d]", i), &cfg.Apps[i]); a != nil {
+			if _, dup := p.apps[a.id]; dup {
+				c.addf(fmt.Sprintf("apps[%d].sdk_app_id", i), "%d is configured twice", a.id)
+				continue
+			}
+			p.apps[a.id] = a
+			p.appList = append(p.appList, a)
+		}
+	}
+	sort.Slice(p.appList, func(i, j int) bool { return p.appList[i].id < p.appList[j].id })
+
+	if len(cfg.Callers) == 0 {
+		c.addf("callers", "at least one caller is required")
+	}
+	names, tokens := map[string]bool{}, map[[sha256.Size]byte]string{}
+	mtls := cfg.GRPC.TLS != nil && cfg.GRPC.TLS.ClientCAFile != ""
+	for i := range cfg.Callers {
+		field := fmt.Sprintf("callers[%d]", i)
+		cl := c.caller(field, &cfg.Callers[i], p, mtls)
+		if cl == nil {
+			continue
+		}
+		if names[cl.name] {
+			c.addf(field+".name", "%q is used by another caller", cl.name)
+		}
+		names[cl.name] = true
+		if cl.hasToken {
+			if other, dup := tokens[cl.tokenHash]; dup {
+				c.addf(field+".token_sha256", "is also the token of caller %q", other)
+			}
+			tokens[cl.tokenHash] = cl.name
+		}
+		p.callers = append(p.callers, cl)
+	}
+	if len(c.problems) > 0 {
+		return nil, &ConfigError{Problems: c.problems}
+	}
+	return &Loaded{Config: cfg, Warnings: c.warnings, policy: p}, nil
+}
+
+func (c *checker) app(field string, ac *AppConfig) *app {
+	before := len(c.problems)
+	if err := signer.ValidateSDKAppID(ac.SDKAppID); err != nil {
+		c.addf(field+".sdk_app_id", "%s", signer.RuleSDKAppID)
+	}
+	def := c.ttl(field+".default_ttl", &ac.DefaultTTL, DefaultTTL)
+	maxTTL := c.ttl(field+".max_ttl", &ac.MaxTTL, def)
+	if def > maxTTL {
+		c.addf(field+".default_ttl", "%s is above max_ttl %s", def, maxTTL)
+	}
+	a := &app{id: ac.SDKAppID, defaultTTL: def, maxTTL: maxTTL}
+	if len(ac.Keys) == 0 {
+		c.addf(field+".keys", "at least one key is required")
+	}
+	ids := map[string]bool{}
+	for j := range ac.Keys {
+		kf := fmt.Sprintf("%s.keys[%d]", field, j)
+		kc := &ac.Keys[j]
+		if !keyIDPattern.MatchString(kc.ID) {
+			c.addf(kf+".id", "must be 1 to 64 of A-Z a-z 0-9 _ . -")
+		} else if ids[kc.ID] {
+			c.addf(kf+".id", "%q is used by another key of this app", kc.ID)
+		}
+		ids[kc.ID] = true
+		secret := c.secret(kf, kc)
+		if secret == nil {
+			continue
+		}
+		if len(secret) < shortKeyLen {
+			c.warnings = append(c.warnings, fmt.Sprintf("%s: key %q is %d bytes; Tencent's keys are 64, and a key under %d bytes is weak", kf, kc.ID, len(secret), shortKeyLen))
+		}
+		k, err := signer.NewKey(secret)
+		if err != nil {
+			c.addf(kf, "the key is empty")
+			continue
+		}
+		a.keys = append(a.keys, k)
+		a.keyIDs = append(a.keyIDs, kc.ID)
+	}
+	if len(c.problems) > before {
+		return nil
+	}
+	return a
+}
+
+// secret reads one key from its file or environment variable. A key file
+// readable by others is refused; group-readable is fine (a Kubernetes
+// Secret mounted 0440 with an fsGroup).
+func (c *checker) secret(field string, kc *KeyConfig) []byte {
+	switch {
+	case kc.secret != nil:
+		return kc.secret
+	case kc.File != "" && kc.Env != "":
+		c.addf(field, "set file or env, not both")
+	case kc.File != "":
+		fi, err := os.Stat(kc.File)
+		if err != nil {
+			c.addf(field+".file", "%s", pathError(err))
+			return nil
+		}
+		if !fi.Mode().IsRegular() {
+			c.addf(field+".file", "%s is not a regular file", kc.File)
+			return nil
+		}
+		if fi.Mode().Perm()&0o004 != 0 {
+			c.addf(field+".file", "%s is readable by others (mode %04o); run chmod o-rwx on it", kc.File, fi.Mode().Perm())
+			return nil
+		}
+		b, err := os.ReadFile(kc.File)
+		if err != nil {
+			c.addf(field+".file", "%s", pathError(err))
+			return nil
+		}
+		// A key file usually ends in a newline; a key never does.
+		if b = bytes.TrimSpace(b); len(b) == 0 {
+			c.addf(field+".file", "%s is empty", kc.File)
+			return nil
+		}
+		return b
+	case kc.Env != "":
+		v := strings.TrimSpace(os.Getenv(kc.Env))
+		if v == "" {
+			c.addf(field+".env", "$%s is not set or is empty", kc.Env)
+			return nil
+		}
+		return []byte(v)
+	default:
+		c.addf(field, "set file or env to where the key is")
+	}
+	return nil
+}
+
+func pathError(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path + ": " + pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func (c *checker) caller(field string, cc *CallerConfig, p *policy, mtls bool) *caller {
+	before := len(c.problems)
+	cl := &caller{name: cc.Name}
+	if !callerNamePattern.MatchString(cc.Name) {
+		c.addf(field+".name", "must be 1 to 64 of A-Z a-z 0-9 _ . -")
+	}
+	if cc.TokenSHA256 != "" {
+		h, err := hex.DecodeString(cc.TokenSHA256)
+		if err != nil || len(h) != sha256.Size {
+			c.addf(field+".token_sha256", "must be 64 hex digits: the SHA-256 of the token, e.g. printf %%s \"$TOKEN\" | sha256sum")
+		} else {
+			copy(cl.tokenHash[:], h)
+			cl.hasToken = true
+		}
+	}
+	if len(cc.ClientCertNames) > 0 && !mtls {
+		c.addf(field+".client_cert_names", "needs mutual TLS: set grpc.tls.client_ca_file")
+	}
+	cl.certNames = cc.ClientCertNames
+	if cc.TokenSHA256 == "" && len(cc.ClientCertNames) == 0 {
+		c.addf(field, "set token_sha256 or client_cert_names, or the caller can never call")
+	}
+	if len(cc.Apps) == 0 {
+		c.addf(field+".apps", `list the SDKAppIDs it may use, or "*"`)
+	}
+	cl.apps = map[uint64]bool{}
+	for j, s := range cc.Apps {
+		if s == "*" {
+			cl.allApps = true
+			continue
+		}
+		id, err := strconv.ParseUint(s, 10, 64)
+		switch {
+		case err != nil:
+			c.addf(fmt.Sprintf("%s.apps[%d]", field, j), `%q is neither an SDKAppID nor "*"`, s)
+		case p.apps[id] == nil:
+			c.addf(fmt.Sprintf("%s.apps[%d]", field, j), "%d is not a configured app", id)
+		default:
+			cl.apps[id] = true
+		}
+	}
+	if len(cc.Methods) == 0 {
+		c.addf(field+".methods", "list the methods it may call: GenerateUserSig, VerifyUserSig, GeneratePrivateMapKey")
+	}
+	for j, m := range cc.Methods {
+		bit, ok := methodBits[m]
+		if !ok {
+			c.addf(fmt.Sprintf("%s.methods[%d]", field, j), "%q is not GenerateUserSig, VerifyUserSig or GeneratePrivateMapKey", m)
+		}
+		cl.methods |= bit
+	}
+	cl.maxTTL = c.ttl(field+".max_ttl", &cc.MaxTTL, 0)
+	if cl.maxTTL > 0 {
+		for _, a := range p.appList {
+			if (cl.allApps || cl.apps[a.id]) && cl.maxTTL > a.maxTTL {
+				c.addf(field+".max_ttl", "%s is above app %d's max_ttl %s", cl.maxTTL, a.id, a.maxTTL)
+			}
+		}
+	}
+	if cc.UserIDPattern != "" {
+		re, err := regexp.Compile(`^(?:` + cc.UserIDPattern + `)$`)
+		if err != nil {
+			c.addf(field+".user_id_pattern", "%s", oneLine(err.Error()))
+		}
+		cl.userIDPattern = re
+	}
+	if r := cc.Rate; r != nil {
+		switch {
+		case r.PerSecond <= 0 || math.IsInf(r.PerSecond, 0) || math.IsNaN(r.PerSecond):
+			c.addf(field+".rate.per_second", "must be above 0")
+		case r.Burst < 0:
+			c.addf(field+".rate.burst", "must not be negative")
+		default:
+			burst := r.Burst
+			if burst == 0 {
+				burst = int(math.Ceil(r.PerSecond))
+			}
+			cl.rate = &rateSpec{perSecond: r.PerSecond, burst: burst}
+		}
+	}
+	if len(c.problems) > before {
+		return nil
+	}
+	return cl
+}

@@ -1,0 +1,68 @@
+package server
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Client-facing errors. Messages are constants or name a field and a rule;
+// none ever holds a key, a token or a ticket.
+var (
+	errNoToken       = status.Error(codes.Unauthenticated, "missing credentials: send the metadata authorization: Bearer <token>")
+	errNotBearer     = status.Error(codes.Unauthenticated, "the authorization metadata must be Bearer <token>")
+	errUnknownToken  = status.Error(codes.Unauthenticated, "unknown bearer token")
+	errUnknownCert   = status.Error(codes.Unauthenticated, "the client certificate names no caller")
+	errOverloaded    = status.Error(codes.ResourceExhausted, "the server is at its limit of concurrent calls; retry with backoff")
+	errInternal      = status.Error(codes.Internal, "internal error")
+	errUserIDPattern = status.Error(codes.PermissionDenied, "user_id is outside the user ids this caller may use (its user_id_pattern)")
+)
+
+// Why authentication failed, as the auth failure metric counts it.
+const (
+	authNoToken      = "no_token"
+	authNotBearer    = "not_bearer"
+	authUnknownToken = "unknown_token"
+	authUnknownCert  = "unknown_cert"
+	authMethod       = "method_denied"
+	authApp          = "app_denied"
+	authUserID       = "user_id_denied"
+)
+
+func errMethodDenied(caller, method string) error {
+	return status.Errorf(codes.PermissionDenied, "caller %q may not call %s", caller, method)
+}
+
+func errAppDenied(caller string, id uint64) error {
+	return status.Errorf(codes.PermissionDenied, "caller %q may not use app %d", caller, id)
+}
+
+func errAppNotFound(id uint64) error {
+	return status.Errorf(codes.NotFound, "app %d is not configured on this server", id)
+}
+
+// invalidArgument is INVALID_ARGUMENT with a google.rpc.BadRequest naming
+// the field and the rule it breaks.
+func invalidArgument(field, rule string) error {
+	st := status.New(codes.InvalidArgument, field+": "+rule)
+	if d, err := st.WithDetails(&errdetails.BadRequest{
+		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: rule}},
+	}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// rateLimited is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying when
+// the caller's bucket holds a token again.
+func rateLimited(caller string, retry time.Duration) error {
+	st := status.New(codes.ResourceExhausted, fmt.Sprintf("caller %q is over its rate limit; retry after %s", caller, retry.Round(time.Millisecond)))
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); err == nil {
+		st = d
+	}
+	return st.Err()
+}

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"runtime"
+	"strconv"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/usersig/usersig/signer"
+)
+
+// metrics are the server's Prometheus metrics: go-grpc-middleware's
+// standard gRPC server metrics and the domain counters. No label ever holds
+// a user id, a token or a ticket; caller names and app ids come from the
+// config, so every label's values are bounded.
+type metrics struct {
+	registry      *prometheus.Registry
+	grpc          *grpcprom.ServerMetrics
+	tickets       *prometheus.CounterVec
+	verifications *prometheus.CounterVec
+	authFailures  *prometheus.CounterVec
+	rateLimits    *prometheus.CounterVec
+	reloads       *prometheus.CounterVec
+	generation    prometheus.Gauge
+	ready         prometheus.Gauge
+}
+
+func newMetrics(version string) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets([]float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5, 1}),
+		)),
+		tickets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersig_tickets_issued_total",
+			Help: "Tickets minted, by app, caller and kind (usersig or private_map_key).",
+		}, []string{"sdk_app_id", "caller", "kind"}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersig_verifications_total",
+			Help: "VerifyUserSig outcomes, by app and status.",
+		}, []string{"sdk_app_id", "status"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersig_auth_failures_total",
+			Help: "Calls refused for who made them, by reason: no_token, not_bearer, unknown_token, unknown_cert, method_denied, app_denied, user_id_denied.",
+		}, []string{"reason"}),
+		rateLimits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersig_rate_limited_total",
+			Help: "Calls refused because the caller was over its rate, by caller.",
+		}, []string{"caller"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersig_config_reloads_total",
+			Help: "Config reloads, by result (success or failure; a failure keeps the old config).",
+		}, []string{"result"}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "usersig_config_generation",
+			Help: "Generation of the config in force: 1 at start, plus one per successful reload.",
+		}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "usersig_ready",
+			Help: "1 while the server is ready to serve, 0 while it starts or drains.",
+		}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "usersig_build_info",
+		Help: "Always 1; the labels say what is running.",
+	}, []string{"version", "go_version"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	m.registry.MustRegister(m.grpc, m.tickets, m.verifications, m.authFailures, m.rateLimits, m.reloads,
+		m.generation, m.ready, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Series that alerts watch exist from the start, at 0.
+	for _, r := range []string{authNoToken, authNotBearer, authUnknownToken, authUnknownCert, authMethod, authApp, authUserID} {
+		m.authFailures.WithLabelValues(r)
+	}
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	return m
+}
+
+func (m *metrics) issued(app uint64, caller, kind string) {
+	m.tickets.WithLabelValues(strconv.FormatUint(app, 10), caller, kind).Inc()
+}
+
+func (m *metrics) verified(app uint64, st signer.Status) {
+	m.verifications.WithLabelValues(strconv.FormatUint(app, 10), st.String()).Inc()
+}
+
+func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
+
+func (m *metrics) rateLimited(caller string) { m.rateLimits.WithLabelValues(caller).Inc() }
+
+func (m *metrics) reloaded(ok bool, generation uint64) {
+	if !ok {
+		m.reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("success").Inc()
+	m.generation.Set(float64(generation))
+}

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"regexp"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/usersig/usersig/signer"
+)
+
+// policy is one loaded config, compiled: what the server enforces. A
+// policy never changes once built; a reload swaps in a new one, and calls
+// in flight finish under the one they started with.
+type policy struct {
+	apps       map[uint64]*app
+	appList    []*app // by SDKAppID
+	callers    []*caller
+	generation uint64
+	hash       string
+}
+
+// app is one SDKAppID with its keys: keys[0] signs, all verify.
+type app struct {
+	id                 uint64
+	defaultTTL, maxTTL time.Duration
+	keys               []*signer.Key
+	keyIDs             []string
+}
+
+// caller is one authenticated client and what it may do.
+type caller struct {
+	name          string
+	tokenHash     [sha256.Size]byte
+	hasToken      bool
+	certNames     []string
+	allApps       bool
+	apps          map[uint64]bool
+	methods       uint8 // methodBits
+	maxTTL        time.Duration
+	userIDPattern *regexp.Regexp
+	rate          *rateSpec
+	limiter       *rate.Limiter // nil when the caller has no rate
+}
+
+type rateSpec struct {
+	perSecond float64
+	burst     int
+}
+
+// byToken finds the caller whose token hashes to the token's SHA-256. Every
+// caller's hash is compared, in constant time, whatever matches.
+func (p *policy) byToken(token string) *caller {
+	sum := sha256.Sum256([]byte(token))
+	var found *caller
+	for _, c := range p.callers {
+		if c.hasToken && subtle.ConstantTimeCompare(sum[:], c.tokenHash[:]) == 1 && found == nil {
+			found = c
+		}
+	}
+	return found
+}
+
+// byCert finds the caller a verified client certificate names, by its
+// subject common name or a DNS or URI SAN.
+func (p *policy) byCert(cert *x509.Certificate) *caller {
+	names := append([]string{cert.Subject.CommonName}, cert.DNSNames...)
+	for _, u := range cert.URIs {
+		names = append(names, u.String())
+	}
+	for _, c := range p.callers {
+		for _, want := range c.certNames {
+			for _, got := range names {
+				if got != "" && got == want {
+					return c
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// mayUse reports whether the caller may use the app id (configured or not).
+func (c *caller) mayUse(id uint64) bool { return c.allApps || c.apps[id] }
+
+// usableApps are the configured apps the caller may use.
+func (p *policy) usableApps(c *caller) []*app {
+	var out []*app
+	for _, a := range p.appList {
+		if c.mayUse(a.id) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// inheritLimiters gives each caller a token bucket: the one it had under
+// old when its rate is unchanged, so a reload does not refill budgets.
+func (p *policy) inheritLimiters(old *policy) {
+	prev := map[string]*caller{}
+	if old != nil {
+		for _, c := range old.callers {
+			prev[c.name] = c
+		}
+	}
+	for _, c := range p.callers {
+		if c.rate == nil {
+			continue
+		}
+		if o := prev[c.name]; o != nil && o.rate != nil && *o.rate == *c.rate {
+			c.limiter = o.limiter
+			continue
+		}
+		c.limiter = rate.NewLimiter(rate.Limit(c.rate.perSecond), c.rate.burst)
+	}
+}

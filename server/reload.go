@@ -1,0 +1,166 @@
+package server
+
+import (
+	"context"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// install puts a loaded config in force. Calls already past
+// authentication keep the policy they started with.
+func (s *Server) install(l *Loaded) {
+	p := l.policy
+	old := s.policy.Load()
+	p.generation, p.hash = 1, l.Hash
+	if old != nil {
+		p.generation = old.generation + 1
+	}
+	p.inheritLimiters(old)
+	s.policy.Store(p)
+	if s.opts.LogLevel != nil {
+		if lvl, err := zapcore.ParseLevel(l.Config.Log.Level); err == nil {
+			s.opts.LogLevel.SetLevel(lvl)
+		}
+	}
+	for _, w := range l.Warnings {
+		s.configLog.Warn(w)
+	}
+	s.watched = stampFiles(s.opts.ConfigPath, l.Config)
+	s.metrics.reloaded(true, p.generation)
+	s.configLog.Info("config in force", zap.Uint64("generation", p.generation), zap.String("hash", p.hash),
+		zap.Int("apps", len(p.appList)), zap.Int("callers", len(p.callers)))
+}
+
+// Reload reads the config file and the key files again and puts them in
+// force at once. A config that fails validation is rejected, with one log
+// line per problem, and the one in force stays.
+func (s *Server) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	l, err := LoadConfig(s.opts.ConfigPath)
+	if err != nil {
+		s.metrics.reloaded(false, 0)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			s.configLog.Error("reload rejected; the config in force stays", zap.String("problem", line))
+		}
+		// Do not retry the same files on every tick, but do watch the key
+		// files the rejected config names, so that fixing one reloads.
+		paths := s.watched
+		if b, rerr := os.ReadFile(s.opts.ConfigPath); rerr == nil {
+			if cfg, perr := ParseConfig(b); perr == nil {
+				paths = append(paths, stampFiles("", cfg)...)
+			}
+		}
+		s.watched = restamp(paths)
+		return err
+	}
+	for _, f := range staticChanges(s.cfg, l.Config) {
+		s.configLog.Warn("this setting does not reload; restart to apply it", zap.String("setting", f))
+	}
+	s.install(l)
+	return nil
+}
+
+// staticChanges names the settings that changed but only apply at start.
+func staticChanges(old, new *Config) []string {
+	var out []string
+	for _, c := range []struct {
+		name     string
+		old, new any
+	}{
+		{"grpc", old.GRPC, new.GRPC},
+		{"http", old.HTTP, new.HTTP},
+		{"shutdown", old.Shutdown, new.Shutdown},
+		{"reload", old.Reload, new.Reload},
+	} {
+		if !reflect.DeepEqual(c.old, c.new) {
+			out = append(out, c.name)
+		}
+	}
+	return out
+}
+
+// fileStamp is what a file looked like when the config was loaded.
+type fileStamp struct {
+	path string
+	info os.FileInfo // nil when the file could not be read
+}
+
+// stampFiles stamps the config file and every key file it names. A
+// Kubernetes ConfigMap or Secret update swaps a symlink; Stat follows it,
+// so the stamp changes.
+func stampFiles(configPath string, cfg *Config) []fileStamp {
+	paths := []string{configPath}
+	for _, a := range cfg.Apps {
+		for _, k := range a.Keys {
+			if k.File != "" {
+				paths = append(paths, k.File)
+			}
+		}
+	}
+	out := make([]fileStamp, 0, len(paths))
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		fi, _ := os.Stat(p)
+		out = append(out, fileStamp{path: p, info: fi})
+	}
+	return out
+}
+
+// restamp stamps the same files again.
+func restamp(old []fileStamp) []fileStamp {
+	out := make([]fileStamp, 0, len(old))
+	seen := map[string]bool{}
+	for _, f := range old {
+		if !seen[f.path] {
+			seen[f.path] = true
+			fi, _ := os.Stat(f.path)
+			out = append(out, fileStamp{path: f.path, info: fi})
+		}
+	}
+	return out
+}
+
+func (f fileStamp) changed() bool {
+	fi, err := os.Stat(f.path)
+	switch {
+	case (err != nil) != (f.info == nil):
+		return true
+	case err != nil:
+		return false
+	}
+	return !os.SameFile(fi, f.info) || !fi.ModTime().Equal(f.info.ModTime()) || fi.Size() != f.info.Size() || fi.Mode() != f.info.Mode()
+}
+
+// watch reloads when the config file or a key file changes.
+func (s *Server) watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.reloadMu.Lock()
+		changed := false
+		for _, f := range s.watched {
+			if f.changed() {
+				changed = true
+				break
+			}
+		}
+		s.reloadMu.Unlock()
+		if changed {
+			s.configLog.Info("a config or key file changed; reloading")
+			s.Reload()
+		}
+	}
+}

@@ -1,0 +1,397 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
+
+	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
+)
+
+// Fixed limits of the gRPC listener.
+const (
+	// maxRecvMsgSize bounds a request: the longest valid ticket is 16 KiB.
+	maxRecvMsgSize = 64 << 10
+	// maxConnectionAge makes clients reconnect now and then, so that a
+	// scaled-out deployment rebalances connections to new replicas.
+	maxConnectionAge      = 10 * time.Minute
+	maxConnectionAgeGrace = 30 * time.Second
+)
+
+// Options are what the command gives the server beside its config.
+type Options struct {
+	// Logger receives the server's logs; named loggers "grpc" (one line per
+	// call), "audit" (one line per issued ticket) and "config" hang off it.
+	Logger *zap.Logger
+	// LogLevel, when set, follows the config's log.level across reloads.
+	LogLevel *zap.AtomicLevel
+	// ConfigPath is the file Reload reads; empty means no reloading.
+	ConfigPath string
+	// Clock is the time tickets are minted and verified at; default time.Now.
+	Clock func() time.Time
+	// Version is reported by usersig_build_info.
+	Version string
+	// StatsHandler, when set, instruments the gRPC server (tracing).
+	StatsHandler stats.Handler
+}
+
+// Server is usersigd: the gRPC service, its health and reflection, and
+// the HTTP listener for metrics and probes.
+type Server struct {
+	log, grpcLog, audit, configLog *zap.Logger
+	opts                           Options
+	cfg                            *Config // as loaded at start; listeners and limits do not reload
+	clock                          func() time.Time
+	policy                         atomic.Pointer[policy]
+	metrics                        *metrics
+	grpc                           *grpc.Server
+	health                         *health.Server
+	http                           *http.Server
+	grpcLis, httpLis               net.Listener
+	ready                          atomic.Bool
+	inflight                       atomic.Int64
+	reloadMu                       sync.Mutex
+	watched                        []fileStamp
+}
+
+// New builds the server from a loaded config.
+func New(l *Loaded, opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	s := &Server{
+		log:       opts.Logger,
+		grpcLog:   opts.Logger.Named("grpc"),
+		audit:     opts.Logger.Named("audit"),
+		configLog: opts.Logger.Named("config"),
+		opts:      opts,
+		cfg:       l.Config,
+		clock:     opts.Clock,
+		metrics:   newMetrics(opts.Version),
+	}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if err := s.buildGRPC(); err != nil {
+		return nil, err
+	}
+	s.buildHTTP()
+	s.install(l)
+	return s, nil
+}
+
+// isService matches the calls of UserSigService, the only ones that need
+// a caller; health and reflection are open.
+var isService = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+	return c.Service == usersigv1.UserSigService_ServiceDesc.ServiceName
+})
+
+// notHealth matches every call but health checks, which probes make every
+// few seconds and which would flood the call log.
+var notHealth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+	return c.Service != healthpb.Health_ServiceDesc.ServiceName
+})
+
+func (s *Server) buildGRPC() error {
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithFieldsFromContext(s.callLogFields),
+	}
+	recoveryOpt := recovery.WithRecoveryHandlerContext(s.recovered)
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionAge:      maxConnectionAge,
+			MaxConnectionAgeGrace: maxConnectionAgeGrace,
+			Time:                  time.Minute,
+			Timeout:               20 * time.Second,
+		}),
+		// Read from the outside in: call info for the inner ones to fill,
+		// metrics, the call log, panic recovery, then for UserSigService
+		// calls the concurrency and deadline limits and authentication.
+		grpc.ChainUnaryInterceptor(
+			unaryCallInfo,
+			s.metrics.grpc.UnaryServerInterceptor(),
+			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(zapLogger(s.grpcLog), logOpts...), notHealth),
+			recovery.UnaryServerInterceptor(recoveryOpt),
+			selector.UnaryServerInterceptor(s.limitCall, isService),
+			selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.authenticate), isService),
+		),
+		grpc.ChainStreamInterceptor(
+			streamCallInfo,
+			s.metrics.grpc.StreamServerInterceptor(),
+			selector.StreamServerInterceptor(logging.StreamServerInterceptor(zapLogger(s.grpcLog), logOpts...), notHealth),
+			recovery.StreamServerInterceptor(recoveryOpt),
+			selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.authenticate), isService),
+		),
+	}
+	if t := s.cfg.GRPC.TLS; t != nil {
+		tc, err := serverTLS(t)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	if s.opts.StatsHandler != nil {
+		opts = append(opts, grpc.StatsHandler(s.opts.StatsHandler))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	usersigv1.RegisterUserSigServiceServer(s.grpc, &service{s: s})
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(usersigv1.UserSigService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.metrics.grpc.InitializeMetrics(s.grpc)
+	return nil
+}
+
+// serverTLS loads the certificate and, for mutual TLS, the client CAs.
+func serverTLS(t *TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, &ConfigError{Problems: []string{"grpc.tls: " + oneLine(err.Error())}}
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, &ConfigError{Problems: []string{"grpc.tls.client_ca_file: " + pathError(err)}}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &ConfigError{Problems: []string{"grpc.tls.client_ca_file: " + t.ClientCAFile + " holds no PEM certificate"}}
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
+
+func unaryCallInfo(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, _ = withCallInfo(ctx)
+	return handler(ctx, req)
+}
+
+func streamCallInfo(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, _ := withCallInfo(ss.Context())
+	return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+}
+
+type contextStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (c *contextStream) Context() context.Context { return c.ctx }
+
+// callLogFields adds the caller to the call's log line; the logging
+// interceptor asks again when the call has finished, by which time
+// authentication has named the caller.
+func (s *Server) callLogFields(ctx context.Context) logging.Fields {
+	if name := callInfoFrom(ctx).callerName(); name != "" {
+		return logging.Fields{"caller", name}
+	}
+	return nil
+}
+
+// recovered logs a panic (never the request) and answers INTERNAL with a
+// constant message: a panic's value must not reach the client.
+func (s *Server) recovered(ctx context.Context, p any) error {
+	method, _ := grpc.Method(ctx)
+	s.log.Error("panic in a call", zap.String("grpc.method", method), zap.String("panic", fmt.Sprintf("%T", p)), zap.Stack("stack"))
+	return errInternal
+}
+
+// limitCall bounds the calls in flight, failing fast beyond the limit, and
+// caps every call's deadline.
+func (s *Server) limitCall(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if s.inflight.Add(1) > int64(s.cfg.GRPC.MaxConcurrentCalls) {
+		s.inflight.Add(-1)
+		return nil, errOverloaded
+	}
+	defer s.inflight.Add(-1)
+	maxCall := s.cfg.GRPC.MaxCallDuration.d
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > maxCall {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxCall)
+		defer cancel()
+	}
+	return handler(ctx, req)
+}
+
+// zapLogger adapts zap to go-grpc-middleware's logging, as its examples do.
+func zapLogger(l *zap.Logger) logging.Logger {
+	return logging.LoggerFunc(func(_ context.Context, lvl logging.Level, msg string, fields ...any) {
+		f := make([]zap.Field, 0, len(fields)/2)
+		for i := 0; i+1 < len(fields); i += 2 {
+			key, _ := fields[i].(string)
+			switch v := fields[i+1].(type) {
+			case string:
+				f = append(f, zap.String(key, v))
+			case int:
+				f = append(f, zap.Int(key, v))
+			case bool:
+				f = append(f, zap.Bool(key, v))
+			default:
+				f = append(f, zap.Any(key, v))
+			}
+		}
+		switch lvl {
+		case logging.LevelDebug:
+			l.Debug(msg, f...)
+		case logging.LevelInfo:
+			l.Info(msg, f...)
+		case logging.LevelWarn:
+			l.Warn(msg, f...)
+		default:
+			l.Error(msg, f...)
+		}
+	})
+}
+
+func (s *Server) buildHTTP() {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+}
+
+// Listen binds the gRPC and HTTP listeners, so that a port in use fails
+// start-up before anything is served.
+func (s *Server) Listen() error {
+	lis, err := net.Listen("tcp", s.cfg.GRPC.Listen)
+	if err != nil {
+		return fmt.Errorf("grpc.listen: %w", err)
+	}
+	s.grpcLis = lis
+	if s.cfg.HTTP.Listen != "" {
+		hl, err := net.Listen("tcp", s.cfg.HTTP.Listen)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("http.listen: %w", err)
+		}
+		s.httpLis = hl
+	}
+	return nil
+}
+
+// GRPCAddr is the address the gRPC listener is bound to.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the address the HTTP listener is bound to, or "".
+func (s *Server) HTTPAddr() string {
+	if s.httpLis == nil {
+		return ""
+	}
+	return s.httpLis.Addr().String()
+}
+
+// ErrDrainTimeout is returned by Serve when calls were still running when
+// shutdown.timeout ran out and were cut off.
+var ErrDrainTimeout = errors.New("shutdown.timeout ran out with calls in flight; they were cut off")
+
+// Serve serves until ctx is done, then drains: it reports not ready at
+// once (health NOT_SERVING, /readyz 503), keeps serving for
+// shutdown.delay, then stops taking calls and waits up to shutdown.timeout
+// for those in flight. Call Listen first.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.grpcLis == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	if s.httpLis != nil {
+		go func() { errc <- s.http.Serve(s.httpLis) }()
+	}
+	s.setReady(true)
+	s.log.Info("serving", zap.String("grpc", s.GRPCAddr()), zap.String("http", s.HTTPAddr()),
+		zap.Uint64("config_generation", s.policy.Load().generation), zap.String("config_hash", s.policy.Load().hash))
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if s.opts.ConfigPath != "" && s.cfg.Reload.Interval.d > 0 {
+		go s.watch(watchCtx, s.cfg.Reload.Interval.d)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		s.grpc.Stop()
+		s.http.Close()
+		return err
+	}
+	return s.drain()
+}
+
+func (s *Server) setReady(ready bool) {
+	s.ready.Store(ready)
+	if ready {
+		s.health.Resume()
+		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		s.health.SetServingStatus(usersigv1.UserSigService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		s.metrics.ready.Set(1)
+		return
+	}
+	s.health.Shutdown() // NOT_SERVING for every service, and it stays so
+	s.metrics.ready.Set(0)
+}
+
+func (s *Server) drain() error {
+	delay, timeout := s.cfg.Shutdown.Delay.d, s.cfg.Shutdown.Timeout.d
+	s.setReady(false)
+	s.log.Info("draining: not ready; still serving for shutdown.delay", zap.Duration("delay", delay), zap.Duration("timeout", timeout))
+	time.Sleep(delay)
+	s.log.Info("draining: refusing new calls, finishing those in flight")
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.grpc.Stop()
+		err = ErrDrainTimeout
+	}
+	hctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	s.http.Shutdown(hctx)
+	if err == nil {
+		s.log.Info("stopped")
+	}
+	return err
+}

@@ -1,0 +1,205 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
+	"github.com/usersig/usersig/signer"
+)
+
+var _ usersigv1.UserSigServiceServer = (*service)(nil)
+
+// service implements UserSigService. Authentication, the caller's rate
+// and the method check have run before a handler is called.
+type service struct {
+	usersigv1.UnimplementedUserSigServiceServer
+	s *Server
+}
+
+// Ticket kinds, as the audit log and the metrics name them.
+const (
+	kindUserSig       = "usersig"
+	kindPrivateMapKey = "private_map_key"
+)
+
+func (h *service) GenerateUserSig(ctx context.Context, req *usersigv1.GenerateUserSigRequest) (*usersigv1.GenerateUserSigResponse, error) {
+	ci := callInfoFrom(ctx)
+	a, ttl, err := h.s.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
+	if err != nil {
+		return nil, err
+	}
+	is, err := a.keys[0].UserSig(a.id, req.GetUserId(), ttl, h.s.clock())
+	if err != nil {
+		return nil, fromSigner(err)
+	}
+	h.s.issued(ci, a, kindUserSig, req.GetUserId(), ttl)
+	return &usersigv1.GenerateUserSigResponse{
+		UserSig:    is.Ticket,
+		SdkAppId:   a.id,
+		UserId:     req.GetUserId(),
+		IssueTime:  timestamppb.New(is.IssueTime),
+		ExpireTime: timestamppb.New(is.ExpireTime),
+		KeyId:      a.keyIDs[0],
+	}, nil
+}
+
+func (h *service) VerifyUserSig(ctx context.Context, req *usersigv1.VerifyUserSigRequest) (*usersigv1.VerifyUserSigResponse, error) {
+	ci := callInfoFrom(ctx)
+	a, err := h.s.appFor(ci, req.GetSdkAppId())
+	if err != nil {
+		return nil, err
+	}
+	if err := h.s.checkUserID(ci, req.GetUserId()); err != nil {
+		return nil, err
+	}
+	r := signer.Verify(req.GetUserSig(), a.id, req.GetUserId(), a.keys, h.s.clock())
+	h.s.metrics.verified(a.id, r.Status)
+	return VerifyResponse(r, a.keyIDs), nil
+}
+
+func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.GeneratePrivateMapKeyRequest) (*usersigv1.GeneratePrivateMapKeyResponse, error) {
+	ci := callInfoFrom(ctx)
+	a, ttl, err := h.s.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
+	if err != nil {
+		return nil, err
+	}
+	var room signer.Room
+	switch r := req.GetRoom().(type) {
+	case *usersigv1.GeneratePrivateMapKeyRequest_RoomId:
+		if r.RoomId == 0 {
+			return nil, invalidArgument("room_id", signer.RuleRoomID)
+		}
+		room.ID = r.RoomId
+	case *usersigv1.GeneratePrivateMapKeyRequest_RoomStr:
+		if err := signer.ValidateRoomStr(r.RoomStr); err != nil {
+			return nil, fromSigner(err)
+		}
+		room.Str = r.RoomStr
+	default:
+		return nil, invalidArgument("room", signer.RuleRoomOneOf)
+	}
+	if err := signer.ValidatePrivilegeMap(req.GetPrivilegeMap()); err != nil {
+		return nil, fromSigner(err)
+	}
+	is, err := a.keys[0].PrivateMapKey(a.id, req.GetUserId(), ttl, room, req.GetPrivilegeMap(), h.s.clock())
+	if err != nil {
+		return nil, fromSigner(err)
+	}
+	h.s.issued(ci, a, kindPrivateMapKey, req.GetUserId(), ttl)
+	return &usersigv1.GeneratePrivateMapKeyResponse{
+		PrivateMapKey: is.Ticket,
+		IssueTime:     timestamppb.New(is.IssueTime),
+		ExpireTime:    timestamppb.New(is.ExpireTime),
+		KeyId:         a.keyIDs[0],
+		SdkAppId:      a.id,
+		UserId:        req.GetUserId(),
+	}, nil
+}
+
+// checkMint checks what both minting methods take: the app, the user id
+// and the lifetime.
+func (s *Server) checkMint(ci *callInfo, appID uint64, userID string, ttl *durationpb.Duration) (*app, time.Duration, error) {
+	a, err := s.appFor(ci, appID)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := s.checkUserID(ci, userID); err != nil {
+		return nil, 0, err
+	}
+	d, err := ttlFor(ci.caller, a, ttl)
+	return a, d, err
+}
+
+// appFor resolves the app a call names: PERMISSION_DENIED when the caller
+// may not use it (checked first, so callers learn nothing of other apps),
+// NOT_FOUND when it may but the app is not configured. 0 names the one
+// app the caller may use, if there is exactly one.
+func (s *Server) appFor(ci *callInfo, id uint64) (*app, error) {
+	p, c := ci.policy, ci.caller
+	if id == 0 {
+		usable := p.usableApps(c)
+		if len(usable) == 1 {
+			return usable[0], nil
+		}
+		return nil, invalidArgument("sdk_app_id", fmt.Sprintf("must be set: this caller may use %d apps", len(usable)))
+	}
+	if !c.mayUse(id) {
+		s.metrics.authFailure(authApp)
+		return nil, errAppDenied(c.name, id)
+	}
+	a := p.apps[id]
+	if a == nil {
+		return nil, errAppNotFound(id)
+	}
+	return a, nil
+}
+
+// checkUserID validates the user id (INVALID_ARGUMENT), then holds it to
+// the caller's pattern (PERMISSION_DENIED).
+func (s *Server) checkUserID(ci *callInfo, userID string) error {
+	if err := signer.ValidateUserID(userID); err != nil {
+		return fromSigner(err)
+	}
+	if re := ci.caller.userIDPattern; re != nil && !re.MatchString(userID) {
+		s.metrics.authFailure(authUserID)
+		return errUserIDPattern
+	}
+	return nil
+}
+
+// ttlFor is the lifetime a minting call asks for: whole seconds, at most
+// the app's and the caller's max_ttl. Omitted, it is the app's
+// default_ttl, or the caller's max_ttl where that is lower.
+func ttlFor(c *caller, a *app, d *durationpb.Duration) (time.Duration, error) {
+	if d == nil {
+		ttl := a.defaultTTL
+		if c.maxTTL > 0 && c.maxTTL < ttl {
+			ttl = c.maxTTL
+		}
+		return ttl, nil
+	}
+	switch {
+	case d.CheckValid() != nil:
+		return 0, invalidArgument("ttl", "must be a valid duration")
+	case d.GetNanos() != 0:
+		return 0, invalidArgument("ttl", signer.RuleTTLWhole)
+	case d.GetSeconds() <= 0:
+		return 0, invalidArgument("ttl", signer.RuleTTLPositive)
+	case d.GetSeconds() > int64(a.maxTTL/time.Second):
+		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most the app's max_ttl %s", a.maxTTL))
+	case c.maxTTL > 0 && d.GetSeconds() > int64(c.maxTTL/time.Second):
+		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most this caller's max_ttl %s", c.maxTTL))
+	}
+	return d.AsDuration(), nil
+}
+
+// fromSigner turns the signer's rule errors into INVALID_ARGUMENT naming the
+// field; anything else would be our bug.
+func fromSigner(err error) error {
+	var fe *signer.FieldError
+	if errors.As(err, &fe) {
+		return invalidArgument(fe.Field, fe.Rule)
+	}
+	return errInternal
+}
+
+// issued records a minted ticket: one audit line (never the ticket) and
+// the issued-tickets counter.
+func (s *Server) issued(ci *callInfo, a *app, kind, userID string, ttl time.Duration) {
+	s.metrics.issued(a.id, ci.caller.name, kind)
+	s.audit.Info("ticket issued",
+		zap.String("caller", ci.caller.name),
+		zap.Uint64("sdk_app_id", a.id),
+		zap.String("user_id", userID),
+		zap.Int64("ttl_seconds", int64(ttl/time.Second)),
+		zap.String("key_id", a.keyIDs[0]),
+		zap.String("kind", kind),
+	)
+}
