@@ -172,9 +172,13 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
+	prefix := "config: "
+	if e.Path != "" {
+		prefix = "config " + e.Path + ": "
+	}
 	lines := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
-		lines[i] = "config " + e.Path + ": " + p
+		lines[i] = prefix + p
 	}
 	return strings.Join(lines, "\n")
 }
@@ -257,6 +261,18 @@ func ParseConfig(b []byte) (*Config, error) {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// human writes a duration as a config would: 720h, 1h30m, 90s.
+func human(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
 // checker collects problems, each naming its field.
 type checker struct {
 	problems, warnings []string
@@ -293,11 +309,11 @@ func (c *checker) ttl(field string, d *Duration, def time.Duration) time.Duratio
 	switch {
 	case d.text == "" && def == 0:
 	case v < time.Second:
-		c.addf(field, "%s is below 1s", v)
+		c.addf(field, "%s is below 1s", human(v))
 	case v%time.Second != 0:
-		c.addf(field, "%s is not a whole number of seconds", v)
+		c.addf(field, "%s is not a whole number of seconds", human(v))
 	case v > MaxTTL:
-		c.addf(field, "%s is above 438000h (50 years, Tencent's documented maximum)", v)
+		c.addf(field, "%s is above 438000h (50 years, Tencent's documented maximum)", human(v))
 	}
 	return v
 }
@@ -343,6 +359,12 @@ func Compile(cfg *Config) (*Loaded, error) {
 	}
 
 	p := &policy{apps: map[uint64]*app{}}
+	// Apps named in the config, valid or not: callers that name an app
+	// with problems of its own need not be reported too.
+	declared := map[uint64]bool{}
+	for _, ac := range cfg.Apps {
+		declared[ac.SDKAppID] = true
+	}
 	if len(cfg.Apps) == 0 {
 		c.addf("apps", "at least one app is required")
 	}
@@ -365,7 +387,7 @@ func Compile(cfg *Config) (*Loaded, error) {
 	mtls := cfg.GRPC.TLS != nil && cfg.GRPC.TLS.ClientCAFile != ""
 	for i := range cfg.Callers {
 		field := fmt.Sprintf("callers[%d]", i)
-		cl := c.caller(field, &cfg.Callers[i], p, mtls)
+		cl := c.caller(field, &cfg.Callers[i], p, declared, mtls)
 		if cl == nil {
 			continue
 		}
@@ -395,7 +417,7 @@ func (c *checker) app(field string, ac *AppConfig) *app {
 	def := c.ttl(field+".default_ttl", &ac.DefaultTTL, DefaultTTL)
 	maxTTL := c.ttl(field+".max_ttl", &ac.MaxTTL, def)
 	if def > maxTTL {
-		c.addf(field+".default_ttl", "%s is above max_ttl %s", def, maxTTL)
+		c.addf(field+".default_ttl", "%s is above max_ttl %s", human(def), human(maxTTL))
 	}
 	a := &app{id: ac.SDKAppID, defaultTTL: def, maxTTL: maxTTL}
 	if len(ac.Keys) == 0 {
@@ -487,7 +509,7 @@ func pathError(err error) string {
 	return err.Error()
 }
 
-func (c *checker) caller(field string, cc *CallerConfig, p *policy, mtls bool) *caller {
+func (c *checker) caller(field string, cc *CallerConfig, p *policy, declared map[uint64]bool, mtls bool) *caller {
 	before := len(c.problems)
 	cl := &caller{name: cc.Name}
 	if !callerNamePattern.MatchString(cc.Name) {
@@ -522,7 +544,7 @@ func (c *checker) caller(field string, cc *CallerConfig, p *policy, mtls bool) *
 		switch {
 		case err != nil:
 			c.addf(fmt.Sprintf("%s.apps[%d]", field, j), `%q is neither an SDKAppID nor "*"`, s)
-		case p.apps[id] == nil:
+		case !declared[id]:
 			c.addf(fmt.Sprintf("%s.apps[%d]", field, j), "%d is not a configured app", id)
 		default:
 			cl.apps[id] = true
@@ -542,7 +564,7 @@ func (c *checker) caller(field string, cc *CallerConfig, p *policy, mtls bool) *
 	if cl.maxTTL > 0 {
 		for _, a := range p.appList {
 			if (cl.allApps || cl.apps[a.id]) && cl.maxTTL > a.maxTTL {
-				c.addf(field+".max_ttl", "%s is above app %d's max_ttl %s", cl.maxTTL, a.id, a.maxTTL)
+				c.addf(field+".max_ttl", "%s is above app %d's max_ttl %s", human(cl.maxTTL), a.id, human(a.maxTTL))
 			}
 		}
 	}

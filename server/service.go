@@ -173,9 +173,9 @@ func ttlFor(c *caller, a *app, d *durationpb.Duration) (time.Duration, error) {
 	case d.GetSeconds() <= 0:
 		return 0, invalidArgument("ttl", signer.RuleTTLPositive)
 	case d.GetSeconds() > int64(a.maxTTL/time.Second):
-		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most the app's max_ttl %s", a.maxTTL))
+		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most the app's max_ttl %s", human(a.maxTTL)))
 	case c.maxTTL > 0 && d.GetSeconds() > int64(c.maxTTL/time.Second):
-		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most this caller's max_ttl %s", c.maxTTL))
+		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most this caller's max_ttl %s", human(c.maxTTL)))
 	}
 	return d.AsDuration(), nil
 }

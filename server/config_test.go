@@ -1,0 +1,185 @@
+package server_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/usersig/usersig/server"
+)
+
+// writeTree writes files into a fresh directory; {{dir}} in contents is
+// that directory. It returns the directory.
+func writeTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		mode := os.FileMode(0o600)
+		if i := strings.IndexByte(name, ':'); i >= 0 { // "name:0644" sets the mode
+			m, _ := parseMode(name[i+1:])
+			name, mode = name[:i], m
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(content, "{{dir}}", dir)), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+	}
+	return dir
+}
+
+func parseMode(s string) (os.FileMode, error) {
+	var m uint32
+	for _, c := range s {
+		m = m*8 + uint32(c-'0')
+	}
+	return os.FileMode(m), nil
+}
+
+const minimalApps = `
+apps:
+  - sdk_app_id: 1400000000
+    keys: [{id: k1, file: "{{dir}}/key"}]
+`
+
+var minimalCaller = `
+callers:
+  - name: backend
+    token_sha256: ` + tokenHash(tokBackend) + `
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+`
+
+// TestConfigErrors: each bad config stops start-up with one line per
+// problem, naming the field; no line holds a secret.
+func TestConfigErrors(t *testing.T) {
+	t.Setenv("USERSIG_TEST_EMPTY", "")
+	key := strings.Repeat("k", 64)
+	for _, tc := range []struct {
+		name   string
+		files  map[string]string
+		config string
+		want   []string // one entry per expected line
+	}{
+		{"unknown key", nil, "grpc:\n  listen: 127.0.0.1:1\n  lisen: x\n" + minimalApps + minimalCaller,
+			[]string{`line 3: unknown key "lisen" in grpc`}},
+		{"unknown top-level key", nil, "aps: []\n" + minimalApps + minimalCaller,
+			[]string{`line 1: unknown key "aps" in the top level`}},
+		{"unknown caller key", nil, minimalApps + minimalCaller + "    rates: {per_second: 1}\n",
+			[]string{`unknown key "rates" in a caller`}},
+		{"empty file", nil, "", []string{"the file is empty"}},
+		{"not yaml", nil, "apps: [", []string{"did not find expected node content"}},
+		{"missing key file", map[string]string{}, minimalApps + minimalCaller,
+			[]string{"apps[0].keys[0].file: {{dir}}/key: no such file or directory"}},
+		{"key file readable by others", map[string]string{"key:0644": key}, minimalApps + minimalCaller,
+			[]string{"apps[0].keys[0].file: {{dir}}/key is readable by others (mode 0644); run chmod o-rwx on it"}},
+		{"empty key file", map[string]string{"key": "\n"}, minimalApps + minimalCaller,
+			[]string{"apps[0].keys[0].file: {{dir}}/key is empty"}},
+		{"key env unset", nil, "apps:\n  - sdk_app_id: 1400000000\n    keys: [{id: k1, env: USERSIG_TEST_EMPTY}]\n" + minimalCaller,
+			[]string{"apps[0].keys[0].env: $USERSIG_TEST_EMPTY is not set or is empty"}},
+		{"key in file and env", nil, "apps:\n  - sdk_app_id: 1400000000\n    keys: [{id: k1, env: X, file: /x}]\n" + minimalCaller,
+			[]string{"apps[0].keys[0]: set file or env, not both"}},
+		{"bad duration", map[string]string{"key": key}, "apps:\n  - sdk_app_id: 1400000000\n    default_ttl: 180d\n    keys: [{id: k1, file: \"{{dir}}/key\"}]\n" + minimalCaller,
+			[]string{`apps[0].default_ttl: "180d" is not a duration (write e.g. 720h, 30m or 90s)`}},
+		{"default above max", map[string]string{"key": key}, "apps:\n  - sdk_app_id: 1400000000\n    default_ttl: 48h\n    max_ttl: 24h\n    keys: [{id: k1, file: \"{{dir}}/key\"}]\n" + minimalCaller,
+			[]string{"apps[0].default_ttl: 48h is above max_ttl 24h"}},
+		{"fractional ttl", map[string]string{"key": key}, "apps:\n  - sdk_app_id: 1400000000\n    max_ttl: 1.5s\n    default_ttl: 1s\n    keys: [{id: k1, file: \"{{dir}}/key\"}]\n" + minimalCaller,
+			[]string{"apps[0].max_ttl: 1.5s is not a whole number of seconds"}},
+		{"duplicate app", map[string]string{"key": key}, minimalApps + "  - sdk_app_id: 1400000000\n    keys: [{id: k1, file: \"{{dir}}/key\"}]\n" + minimalCaller,
+			[]string{"apps[1].sdk_app_id: 1400000000 is configured twice"}},
+		{"app id 0 and no keys", nil, "apps:\n  - sdk_app_id: 0\n" + minimalCaller,
+			[]string{"apps[0].sdk_app_id: must be 1 to 4294967295", "apps[0].keys: at least one key is required", "callers[0].apps[0]: 1400000000 is not a configured app"}},
+		{"a bad app is reported once", nil, minimalApps + minimalCaller, []string{"apps[0].keys[0].file"}},
+		{"duplicate key id", map[string]string{"key": key}, "apps:\n  - sdk_app_id: 1400000000\n    keys: [{id: k1, file: \"{{dir}}/key\"}, {id: k1, file: \"{{dir}}/key\"}]\n" + minimalCaller,
+			[]string{`apps[0].keys[1].id: "k1" is used by another key of this app`}},
+		{"no callers", map[string]string{"key": key}, minimalApps, []string{"callers: at least one caller is required"}},
+		{"caller policy", map[string]string{"key": key}, minimalApps + `
+callers:
+  - name: web
+    token_sha256: abc
+    apps: [1400000001, "x"]
+    methods: [GenUserSig]
+    max_ttl: 9000h
+    user_id_pattern: '^u_(['
+    rate: {per_second: 0}
+`, []string{
+			"callers[0].token_sha256: must be 64 hex digits",
+			"callers[0].apps[0]: 1400000001 is not a configured app",
+			`callers[0].apps[1]: "x" is neither an SDKAppID nor "*"`,
+			`callers[0].methods[0]: "GenUserSig" is not GenerateUserSig, VerifyUserSig or GeneratePrivateMapKey`,
+			"callers[0].user_id_pattern: error parsing regexp",
+			"callers[0].rate.per_second: must be above 0",
+		}},
+		{"caller max_ttl above the app's", map[string]string{"key": key}, minimalApps + `
+callers:
+  - name: web
+    token_sha256: ` + tokenHash(tokWeb) + `
+    apps: ["*"]
+    methods: [GenerateUserSig]
+    max_ttl: 9000h
+`, []string{"callers[0].max_ttl: 9000h is above app 1400000000's max_ttl 4320h"}},
+		{"duplicate callers", map[string]string{"key": key}, minimalApps + minimalCaller + minimalCaller[len("\ncallers:\n"):],
+			[]string{`callers[1].name: "backend" is used by another caller`, `callers[1].token_sha256: is also the token of caller "backend"`}},
+		{"cert names without mTLS", map[string]string{"key": key}, minimalApps + `
+callers:
+  - name: svc
+    client_cert_names: [svc.internal]
+    apps: [1400000000]
+    methods: [VerifyUserSig]
+`, []string{"callers[0].client_cert_names: needs mutual TLS: set grpc.tls.client_ca_file"}},
+		{"caller with no way in", map[string]string{"key": key}, minimalApps + "callers:\n  - name: x\n    apps: [1400000000]\n    methods: [VerifyUserSig]\n",
+			[]string{"callers[0]: set token_sha256 or client_cert_names"}},
+		{"shutdown and log", map[string]string{"key": key}, "shutdown: {delay: -1s, timeout: 0s}\nlog: {level: loud}\n" + minimalApps + minimalCaller,
+			[]string{"shutdown.delay: -1s is negative", "shutdown.timeout: must be above 0s", `log.level: "loud" is not one of debug, info, warn, error`}},
+	} {
+		files := map[string]string{"config.yaml": tc.config}
+		for k, v := range tc.files {
+			files[k] = v
+		}
+		dir := writeTree(t, files)
+		_, err := server.LoadConfig(filepath.Join(dir, "config.yaml"))
+		var ce *server.ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: LoadConfig error %v, want a ConfigError", tc.name, err)
+			continue
+		}
+		if len(ce.Problems) != len(tc.want) {
+			t.Errorf("%s: problems\n  %s\nwant %d:\n  %s", tc.name, strings.Join(ce.Problems, "\n  "), len(tc.want), strings.Join(tc.want, "\n  "))
+			continue
+		}
+		for i, want := range tc.want {
+			want = strings.ReplaceAll(want, "{{dir}}", dir)
+			if !strings.Contains(ce.Problems[i], want) {
+				t.Errorf("%s: problem %d = %q, want it to say %q", tc.name, i, ce.Problems[i], want)
+			}
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if !strings.HasPrefix(line, "config "+filepath.Join(dir, "config.yaml")+": ") {
+				t.Errorf("%s: line %q does not name the file", tc.name, line)
+			}
+			if strings.Contains(line, key) {
+				t.Errorf("%s: a line holds the key", tc.name)
+			}
+		}
+	}
+}
+
+func TestConfigDefaultsAndWarnings(t *testing.T) {
+	dir := writeTree(t, map[string]string{"key:0440": "short-key", "config.yaml": minimalApps + minimalCaller})
+	l, err := server.LoadConfig(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		t.Fatalf("a group-readable key file is refused: %v", err)
+	}
+	c := l.Config
+	if c.GRPC.Listen != server.DefaultListen || c.Log.Level != "info" || c.GRPC.MaxConcurrentCalls != server.DefaultMaxConcurrentCalls {
+		t.Errorf("defaults: %+v", c)
+	}
+	if len(l.Warnings) != 1 || !strings.Contains(l.Warnings[0], "is 9 bytes") || strings.Contains(l.Warnings[0], "short-key") {
+		t.Errorf("warnings %q, want one about the short key that does not quote it", l.Warnings)
+	}
+	if len(l.Hash) != 12 {
+		t.Errorf("hash %q, want 12 hex digits", l.Hash)
+	}
+}

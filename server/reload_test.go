@@ -1,0 +1,218 @@
+package server_test
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
+	"github.com/usersig/usersig/signer"
+)
+
+// rotationConfig has app 1400000000 with the keys listed, by file.
+func rotationConfig(keyIDs ...string) string {
+	var b strings.Builder
+	b.WriteString("grpc: {listen: 127.0.0.1:0}\nreload: {interval: 0s}\napps:\n  - sdk_app_id: 1400000000\n    keys:\n")
+	for _, id := range keyIDs {
+		b.WriteString("      - {id: " + id + ", file: \"{{dir}}/" + id + ".key\"}\n")
+	}
+	b.WriteString("callers:\n  - name: backend\n    token_sha256: " + tokenHash(tokBackend) +
+		"\n    apps: [1400000000]\n    methods: [GenerateUserSig, VerifyUserSig, GeneratePrivateMapKey]\n")
+	return b.String()
+}
+
+// TestKeyRotation follows the documented procedure: add the new key
+// second, reload, move it first, reload, remove the old one.
+func TestKeyRotation(t *testing.T) {
+	ts := startServer(t, rotationConfig("primary"))
+	ts.writeFile("next.key", "next-key-a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c", 0o600)
+	mint := func() *usersigv1.GenerateUserSigResponse {
+		t.Helper()
+		r, err := ts.client.GenerateUserSig(ts.as(tokBackend), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u1", Ttl: dur(3600)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	verify := func(ticket string) *usersigv1.VerifyUserSigResponse {
+		t.Helper()
+		r, err := ts.client.VerifyUserSig(ts.as(tokBackend), &usersigv1.VerifyUserSigRequest{SdkAppId: appA, UserId: "u1", UserSig: ticket})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	reload := func(keys ...string) {
+		t.Helper()
+		ts.writeConfig(rotationConfig(keys...))
+		if err := ts.srv.Reload(); err != nil {
+			t.Fatalf("Reload with keys %v: %v", keys, err)
+		}
+	}
+	before := mint()
+	if before.KeyId != "primary" {
+		t.Fatalf("signed by %q, want primary", before.KeyId)
+	}
+	reload("primary", "next")
+	if r := mint(); r.KeyId != "primary" {
+		t.Errorf("with next second: signed by %q, want primary still", r.KeyId)
+	}
+	reload("next", "primary")
+	afterSwap := mint()
+	if afterSwap.KeyId != "next" {
+		t.Errorf("with next first: signed by %q, want next", afterSwap.KeyId)
+	}
+	if r := verify(before.UserSig); !r.Valid || r.KeyId != "primary" {
+		t.Errorf("an old ticket after the swap: %v, want valid by key primary", r)
+	}
+	reload("next")
+	if r := verify(before.UserSig); r.Status != usersigv1.VerifyStatus_VERIFY_STATUS_SIGNATURE_MISMATCH {
+		t.Errorf("an old ticket after the old key is removed: %v, want SIGNATURE_MISMATCH", r)
+	}
+	if r := verify(afterSwap.UserSig); !r.Valid || r.KeyId != "next" {
+		t.Errorf("a new ticket: %v, want valid by key next", r)
+	}
+	if n := len(ts.logs.lines(`"msg":"config in force"`, `"generation":4`)); n != 1 {
+		t.Errorf("want a log line for generation 4 with its hash; logs:\n%s", ts.logs.String())
+	}
+}
+
+// TestReloadUnderLoad reloads while callers call: no call is lost, and the
+// new config decides who may call from then on.
+func TestReloadUnderLoad(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	var (
+		wg                 sync.WaitGroup
+		stop               atomic.Bool
+		backendOK, backErr atomic.Int64
+		firstErr           atomic.Value
+	)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				_, err := ts.client.GenerateUserSig(ts.as(tokBackend), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u1", Ttl: dur(60)})
+				if err != nil {
+					backErr.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				backendOK.Add(1)
+			}
+		}()
+	}
+	waitFor(t, "calls under load", func() bool { return backendOK.Load() > 200 })
+	if _, err := ts.client.GenerateUserSig(ts.as(tokWeb), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u_1"}); err != nil {
+		t.Fatalf("web before the reload: %v", err)
+	}
+	// The new config drops web and adds newbie; the watcher notices.
+	const tokNewbie = "tok-newbie-5d4c3b2a19087f6e5d4c"
+	newConfig := strings.Replace(fixtureConfig, "  - name: web\n    token_sha256: "+tokenHash(tokWeb),
+		"  - name: newbie\n    token_sha256: "+tokenHash(tokNewbie), 1)
+	ts.writeConfig(newConfig)
+	waitFor(t, "the watcher's reload", func() bool { return len(ts.logs.lines(`"msg":"config in force"`, `"generation":2`)) == 1 })
+	okAtReload := backendOK.Load()
+	waitFor(t, "calls after the reload", func() bool { return backendOK.Load() > okAtReload+200 })
+	stop.Store(true)
+	wg.Wait()
+	if n := backErr.Load(); n != 0 {
+		t.Errorf("%d of backend's calls failed across the reload (first: %v)", n, firstErr.Load())
+	}
+	_, err := ts.client.GenerateUserSig(ts.as(tokWeb), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u_1"})
+	wantCode(t, "web after the reload", err, codes.Unauthenticated, "")
+	_, err = ts.client.GenerateUserSig(ts.as(tokNewbie), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u_1"})
+	wantCode(t, "newbie after the reload", err, codes.OK, "")
+	t.Logf("%d calls, none failed, across a reload", backendOK.Load())
+}
+
+// TestBadReloadKeepsOld: a config that fails validation is rejected with a
+// log line per problem, and the one in force stays.
+func TestBadReloadKeepsOld(t *testing.T) {
+	noWatch := strings.Replace(fixtureConfig, "interval: 50ms", "interval: 0s", 1)
+	ts := startServer(t, noWatch)
+	call := func(name string) {
+		t.Helper()
+		_, err := ts.client.GenerateUserSig(ts.as(tokWeb), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u_1"})
+		wantCode(t, name, err, codes.OK, "")
+	}
+	for _, tc := range []struct {
+		name    string
+		change  func()
+		problem string
+	}{
+		{"unknown key", func() { ts.writeConfig(noWatch + "bogus: 1\n") }, `unknown key \"bogus\"`},
+		{"bad regex", func() { ts.writeConfig(strings.Replace(noWatch, "'^u_[0-9]{1,16}$'", "'^u_[0-9'", 1)) }, "callers[1].user_id_pattern"},
+		{"key file readable by others", func() { ts.writeFile("primary.key", "a-new-primary-key-0123456789abcdef0123456789abcdef", 0o644) }, "is readable by others"},
+	} {
+		tc.change()
+		if err := ts.srv.Reload(); err == nil {
+			t.Errorf("%s: Reload succeeded, want it rejected", tc.name)
+		}
+		if lines := ts.logs.lines(`"msg":"reload rejected; the config in force stays"`, tc.problem); len(lines) != 1 {
+			t.Errorf("%s: want one log line naming %q, got %q", tc.name, tc.problem, lines)
+		}
+		call(tc.name + ": the old config still serves")
+		// Put the fixture back.
+		ts.writeFile("primary.key", keyPrimary+"\n", 0o600)
+		ts.writeConfig(noWatch)
+	}
+	_, body := ts.httpGet("/metrics")
+	if !strings.Contains(body, `usersig_config_reloads_total{result="failure"} 3`) || !strings.Contains(body, "usersig_config_generation 1") {
+		t.Errorf("metrics do not count 3 failed reloads at generation 1:\n%s", grepLines(body, "usersig_config"))
+	}
+}
+
+// TestReloadOnKeyFileChange: the watcher reloads when a key file changes;
+// a bad change is rejected once, and fixing it reloads.
+func TestReloadOnKeyFileChange(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	const newKey = "rotated-in-place-0123456789abcdef0123456789abcdef0123456789abcd"
+	ts.writeFile("primary.key", newKey, 0o644)
+	waitFor(t, "the watcher to reject an others-readable key file", func() bool {
+		return len(ts.logs.lines(`"msg":"reload rejected; the config in force stays"`, "readable by others")) == 1
+	})
+	ts.writeFile("primary.key", newKey, 0o600)
+	waitFor(t, "a reload after the key file was fixed", func() bool {
+		return len(ts.logs.lines(`"msg":"config in force"`, `"generation":2`)) == 1
+	})
+	if n := len(ts.logs.lines("readable by others")); n != 1 {
+		t.Errorf("the rejected change was logged %d times, want once", n)
+	}
+	r, err := ts.client.GenerateUserSig(ts.as(tokBackend), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := signer.NewKey([]byte(newKey))
+	if v := signer.Verify(r.UserSig, appA, "u1", []*signer.Key{k}, ts.clock.Now()); v.Status != signer.Valid {
+		t.Errorf("a ticket after the key file changed verifies as %v with the new key", v.Status)
+	}
+	if strings.Contains(ts.logs.String(), newKey[:16]) {
+		t.Errorf("the new key was logged")
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
