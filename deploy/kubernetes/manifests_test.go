@@ -1,0 +1,1251 @@
+// Package kubernetes holds the Kubernetes manifests of usersigd and this
+// test, which decodes every manifest STRICTLY into the real typed API object
+// (so a misspelt field fails here, not silently in the cluster) and checks
+// that the pieces fit together: the Deployment, its ConfigMap and Secret,
+// the Services, the PodDisruptionBudget and the HorizontalPodAutoscaler.
+//
+// It is a module of its own so that the k8s.io dependencies stay out of the
+// main module. Run it with:
+//
+//	cd deploy/kubernetes && go test ./...
+package kubernetes
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// Names the manifests must use; the server, its docs and the README refer
+// to them.
+const (
+	deploymentName = "usersigd"
+	configMapName  = "usersigd-config"
+	secretName     = "usersigd-keys"
+	serviceName    = "usersigd"
+	headlessName   = "usersigd-headless"
+	pdbName        = "usersigd"
+	hpaName        = "usersigd"
+
+	configKey       = "config.yaml"
+	configMountPath = "/etc/usersig"
+	secretMountPath = "/run/secrets/usersig"
+	grpcPort        = 50051
+	httpPort        = 9090
+	nonRootID       = 65532
+	protoFile       = "../../proto/usersig/v1/usersig.proto"
+)
+
+// skippedFiles are *.yaml files in this directory that are not Kubernetes
+// objects. There are none: a kustomization.yaml is deliberately absent,
+// because `kubectl apply -f deploy/kubernetes/` would try to apply it as an
+// object of kind Kustomization and fail. Anything that is not one of the
+// kinds in newObject fails the test.
+var skippedFiles = map[string]string{}
+
+// newObject returns an empty typed object for apiVersion and kind, or nil
+// when the pair is not one these manifests may contain.
+func newObject(apiVersion, kind string) any {
+	switch apiVersion + " " + kind {
+	case "apps/v1 Deployment":
+		return &appsv1.Deployment{}
+	case "v1 Service":
+		return &corev1.Service{}
+	case "v1 ConfigMap":
+		return &corev1.ConfigMap{}
+	case "v1 Secret":
+		return &corev1.Secret{}
+	case "policy/v1 PodDisruptionBudget":
+		return &policyv1.PodDisruptionBudget{}
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		return &autoscalingv2.HorizontalPodAutoscaler{}
+	}
+	return nil
+}
+
+// splitDocuments splits a YAML stream on "---" separator lines (optionally
+// followed by a comment) and drops documents that hold only comments and
+// blank lines.
+func splitDocuments(data []byte) []string {
+	var docs []string
+	var cur strings.Builder
+	flush := func() {
+		if hasContent(cur.String()) {
+			docs = append(docs, cur.String())
+		}
+		cur.Reset()
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if trimmed := strings.TrimRight(line, " \t\r"); trimmed == "---" || strings.HasPrefix(trimmed, "--- #") {
+			flush()
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+	}
+	flush()
+	return docs
+}
+
+func hasContent(doc string) bool {
+	for line := range strings.SplitSeq(doc, "\n") {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeStrict converts one YAML document to JSON (refusing duplicate keys)
+// and decodes it into out, refusing fields out does not have. Two decoders
+// are used: encoding/json with DisallowUnknownFields, and sigs.k8s.io/json's
+// strict mode (what the API server uses), which also refuses keys that only
+// match a field case-insensitively, such as "Replicas", which encoding/json
+// would quietly accept.
+func decodeStrict(doc []byte, out any) error {
+	js, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return fmt.Errorf("YAML: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("strict decode: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("strict decode: trailing data after the object")
+	}
+	strictErrs, err := sigsjson.UnmarshalStrict(js, out)
+	if err != nil {
+		return fmt.Errorf("strict decode: %w", err)
+	}
+	if len(strictErrs) > 0 {
+		return fmt.Errorf("strict decode: %w", errors.Join(strictErrs...))
+	}
+	return nil
+}
+
+// decodeManifest reads apiVersion and kind of one document and decodes it
+// strictly into the matching typed object.
+func decodeManifest(doc []byte) (any, error) {
+	var tm metav1.TypeMeta
+	if err := yaml.Unmarshal(doc, &tm); err != nil {
+		return nil, fmt.Errorf("reading apiVersion/kind: %w", err)
+	}
+	if tm.APIVersion == "" || tm.Kind == "" {
+		return nil, fmt.Errorf("missing apiVersion or kind (apiVersion=%q kind=%q)", tm.APIVersion, tm.Kind)
+	}
+	obj := newObject(tm.APIVersion, tm.Kind)
+	if obj == nil {
+		return nil, fmt.Errorf("unexpected apiVersion/kind %s %s", tm.APIVersion, tm.Kind)
+	}
+	if err := decodeStrict(doc, obj); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", tm.APIVersion, tm.Kind, err)
+	}
+	return obj, nil
+}
+
+// manifests is every object in this directory, by kind and name.
+type manifests struct {
+	deployments  map[string]*appsv1.Deployment
+	services     map[string]*corev1.Service
+	configMaps   map[string]*corev1.ConfigMap
+	secrets      map[string]*corev1.Secret
+	pdbs         map[string]*policyv1.PodDisruptionBudget
+	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
+	deployment   *appsv1.Deployment // deploymentName
+	container    *corev1.Container  // its first container
+	configMap    *corev1.ConfigMap  // configMapName
+	secret       *corev1.Secret     // secretName
+	serverConfig *serverConfig      // configKey of configMap
+}
+
+func loadManifests(t *testing.T) *manifests {
+	t.Helper()
+	m := &manifests{
+		deployments: map[string]*appsv1.Deployment{},
+		services:    map[string]*corev1.Service{},
+		configMaps:  map[string]*corev1.ConfigMap{},
+		secrets:     map[string]*corev1.Secret{},
+		pdbs:        map[string]*policyv1.PodDisruptionBudget{},
+		hpas:        map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+	}
+	var files []string
+	for _, pattern := range []string{"*.yaml", "*.yml"} {
+		matches, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, matches...)
+	}
+	sort.Strings(files)
+	if len(files) == 0 {
+		t.Fatal("no *.yaml manifests found in the test's directory")
+	}
+	seen := map[string]string{} // kind/name -> where
+	for _, file := range files {
+		if why, ok := skippedFiles[file]; ok {
+			t.Logf("skipping %s: %s", file, why)
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs := splitDocuments(data)
+		if len(docs) == 0 {
+			t.Errorf("%s: no YAML document in the file", file)
+		}
+		for i, doc := range docs {
+			where := fmt.Sprintf("%s (document %d)", file, i+1)
+			obj, err := decodeManifest([]byte(doc))
+			if err != nil {
+				t.Errorf("%s: %v", where, err)
+				continue
+			}
+			meta := objectMeta(obj)
+			kind := fmt.Sprintf("%T", obj)
+			if meta.Name == "" {
+				t.Errorf("%s: %s has no metadata.name", where, kind)
+				continue
+			}
+			if meta.Namespace != "" {
+				t.Errorf("%s: %s %q sets metadata.namespace %q; the manifests must be namespace-less (kubectl apply -n X)", where, kind, meta.Name, meta.Namespace)
+			}
+			key := kind + "/" + meta.Name
+			if prev, dup := seen[key]; dup {
+				t.Errorf("%s: %s %q is defined again (first in %s)", where, kind, meta.Name, prev)
+				continue
+			}
+			seen[key] = where
+			switch o := obj.(type) {
+			case *appsv1.Deployment:
+				m.deployments[o.Name] = o
+			case *corev1.Service:
+				m.services[o.Name] = o
+			case *corev1.ConfigMap:
+				m.configMaps[o.Name] = o
+			case *corev1.Secret:
+				m.secrets[o.Name] = o
+			case *policyv1.PodDisruptionBudget:
+				m.pdbs[o.Name] = o
+			case *autoscalingv2.HorizontalPodAutoscaler:
+				m.hpas[o.Name] = o
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	m.deployment = m.deployments[deploymentName]
+	m.configMap = m.configMaps[configMapName]
+	m.secret = m.secrets[secretName]
+	switch {
+	case m.deployment == nil:
+		t.Fatalf("no Deployment %q in the manifests", deploymentName)
+	case len(m.deployment.Spec.Template.Spec.Containers) != 1:
+		t.Fatalf("Deployment %q has %d containers, want 1", deploymentName, len(m.deployment.Spec.Template.Spec.Containers))
+	case m.configMap == nil:
+		t.Fatalf("no ConfigMap %q in the manifests", configMapName)
+	case m.secret == nil:
+		t.Fatalf("no Secret %q in the manifests", secretName)
+	}
+	m.container = &m.deployment.Spec.Template.Spec.Containers[0]
+	raw, ok := m.configMap.Data[configKey]
+	if !ok {
+		t.Fatalf("ConfigMap %q has no data key %q", configMapName, configKey)
+	}
+	var cfg serverConfig
+	if err := decodeStrict([]byte(raw), &cfg); err != nil {
+		t.Fatalf("ConfigMap %q: %s does not decode strictly as the server's config: %v", configMapName, configKey, err)
+	}
+	m.serverConfig = &cfg
+	return m
+}
+
+func objectMeta(obj any) metav1.ObjectMeta {
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		return o.ObjectMeta
+	case *corev1.Service:
+		return o.ObjectMeta
+	case *corev1.ConfigMap:
+		return o.ObjectMeta
+	case *corev1.Secret:
+		return o.ObjectMeta
+	case *policyv1.PodDisruptionBudget:
+		return o.ObjectMeta
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		return o.ObjectMeta
+	}
+	panic(fmt.Sprintf("objectMeta: unexpected %T", obj))
+}
+
+// serverConfig mirrors usersigd's config.yaml (server.Config in
+// server/config.go), every key including the optional ones, so that strict
+// decoding catches a misspelt key inside the ConfigMap. Add a key here when
+// the server gains one.
+type serverConfig struct {
+	GRPC struct {
+		Listen string `json:"listen"`
+		TLS    *struct {
+			CertFile     string `json:"cert_file"`
+			KeyFile      string `json:"key_file"`
+			ClientCAFile string `json:"client_ca_file"`
+		} `json:"tls"`
+		MaxCallDuration    string `json:"max_call_duration"`
+		MaxConcurrentCalls int    `json:"max_concurrent_calls"`
+	} `json:"grpc"`
+	HTTP struct {
+		Listen string `json:"listen"`
+	} `json:"http"`
+	Shutdown struct {
+		Delay   string `json:"delay"`
+		Timeout string `json:"timeout"`
+	} `json:"shutdown"`
+	Log struct {
+		Level string `json:"level"`
+	} `json:"log"`
+	Reload struct {
+		Interval string `json:"interval"`
+	} `json:"reload"`
+	Apps []struct {
+		SDKAppID   uint64 `json:"sdk_app_id"`
+		DefaultTTL string `json:"default_ttl"`
+		MaxTTL     string `json:"max_ttl"`
+		Keys       []struct {
+			ID   string `json:"id"`
+			File string `json:"file"`
+			Env  string `json:"env"`
+		} `json:"keys"`
+	} `json:"apps"`
+	Callers []struct {
+		Name            string   `json:"name"`
+		TokenSHA256     string   `json:"token_sha256"`
+		ClientCertNames []string `json:"client_cert_names"`
+		Apps            []appRef `json:"apps"`
+		Methods         []string `json:"methods"`
+		MaxTTL          string   `json:"max_ttl"`
+		UserIDPattern   string   `json:"user_id_pattern"`
+		Rate            *struct {
+			PerSecond float64 `json:"per_second"`
+			Burst     int     `json:"burst"`
+		} `json:"rate"`
+	} `json:"callers"`
+}
+
+// appRef is one entry of a caller's apps: an SDKAppID, written as a number
+// or a string, or "*" for every app.
+type appRef string
+
+func (a *appRef) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		*a = appRef(n.String())
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("an app must be an SDKAppID or \"*\", got %s", b)
+	}
+	*a = appRef(s)
+	return nil
+}
+
+// check is one named property; fn returns nil when it holds, or an error
+// that says what is wrong.
+type check struct {
+	name string
+	fn   func() error
+}
+
+func runChecks(t *testing.T, checks []check) {
+	t.Helper()
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.fn(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestDeployment(t *testing.T) {
+	m := loadManifests(t)
+	d, c := m.deployment, m.container
+	pod := &d.Spec.Template.Spec
+	podLabels := labels.Set(d.Spec.Template.Labels)
+
+	runChecks(t, []check{
+		{"replicas is 3", func() error {
+			if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
+				return fmt.Errorf("Deployment %q: spec.replicas = %s, want 3", d.Name, ptrString(d.Spec.Replicas))
+			}
+			return nil
+		}},
+		{"selector matches the pod template labels", func() error {
+			return selects(d.Spec.Selector, podLabels, "Deployment spec.selector")
+		}},
+		{"pod runs as non-root 65532:65532", func() error {
+			sc := pod.SecurityContext
+			if sc == nil {
+				return errors.New("pod securityContext is missing")
+			}
+			var errs []error
+			if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+				errs = append(errs, fmt.Errorf("pod securityContext.runAsNonRoot = %s, want true", ptrString(sc.RunAsNonRoot)))
+			}
+			if sc.RunAsUser == nil || *sc.RunAsUser != nonRootID {
+				errs = append(errs, fmt.Errorf("pod securityContext.runAsUser = %s, want %d", ptrString(sc.RunAsUser), nonRootID))
+			}
+			if sc.RunAsGroup == nil || *sc.RunAsGroup != nonRootID {
+				errs = append(errs, fmt.Errorf("pod securityContext.runAsGroup = %s, want %d", ptrString(sc.RunAsGroup), nonRootID))
+			}
+			if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				errs = append(errs, errors.New("pod securityContext.seccompProfile.type is not RuntimeDefault"))
+			}
+			return errors.Join(errs...)
+		}},
+		{"fsGroup is set so the non-root user can read the 0440 key files", func() error {
+			sc := pod.SecurityContext
+			if sc == nil || sc.FSGroup == nil {
+				return errors.New("pod securityContext.fsGroup is not set: the key files (mode 0440) would be unreadable by uid 65532")
+			}
+			if *sc.FSGroup != nonRootID {
+				return fmt.Errorf("pod securityContext.fsGroup = %d, want %d", *sc.FSGroup, nonRootID)
+			}
+			return nil
+		}},
+		{"container is locked down", func() error {
+			sc := c.SecurityContext
+			if sc == nil {
+				return fmt.Errorf("container %q has no securityContext", c.Name)
+			}
+			var errs []error
+			if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				errs = append(errs, fmt.Errorf("container %q: allowPrivilegeEscalation = %s, want false", c.Name, ptrString(sc.AllowPrivilegeEscalation)))
+			}
+			if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+				errs = append(errs, fmt.Errorf("container %q: readOnlyRootFilesystem = %s, want true", c.Name, ptrString(sc.ReadOnlyRootFilesystem)))
+			}
+			if sc.Privileged != nil && *sc.Privileged {
+				errs = append(errs, fmt.Errorf("container %q is privileged", c.Name))
+			}
+			if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) > 0 {
+				errs = append(errs, fmt.Errorf("container %q: capabilities must drop [ALL] and add nothing, got %+v", c.Name, sc.Capabilities))
+			}
+			return errors.Join(errs...)
+		}},
+		{"resources are set", func() error {
+			want := []struct {
+				list  corev1.ResourceList
+				where string
+				name  corev1.ResourceName
+				value string
+			}{
+				{c.Resources.Requests, "requests", corev1.ResourceCPU, "100m"},
+				{c.Resources.Requests, "requests", corev1.ResourceMemory, "64Mi"},
+				{c.Resources.Limits, "limits", corev1.ResourceCPU, "1"},
+				{c.Resources.Limits, "limits", corev1.ResourceMemory, "128Mi"},
+			}
+			var errs []error
+			for _, w := range want {
+				got, ok := w.list[w.name]
+				if !ok {
+					errs = append(errs, fmt.Errorf("container %q: resources.%s.%s is not set, want %s", c.Name, w.where, w.name, w.value))
+				} else if got.Cmp(resource.MustParse(w.value)) != 0 {
+					errs = append(errs, fmt.Errorf("container %q: resources.%s.%s = %s, want %s", c.Name, w.where, w.name, got.String(), w.value))
+				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"GOMEMLIMIT, if set, is below the memory limit", func() error {
+			for _, e := range c.Env {
+				if e.Name != "GOMEMLIMIT" {
+					continue
+				}
+				n, err := parseGoMemLimit(e.Value)
+				if err != nil {
+					return fmt.Errorf("container %q: GOMEMLIMIT %q: %v", c.Name, e.Value, err)
+				}
+				limit := c.Resources.Limits.Memory()
+				if limit.IsZero() || n >= limit.Value() {
+					return fmt.Errorf("container %q: GOMEMLIMIT %q (%d bytes) must be below the memory limit %s", c.Name, e.Value, n, limit.String())
+				}
+			}
+			return nil
+		}},
+		{"container ports grpc 50051 and http 9090", func() error {
+			var errs []error
+			for name, port := range map[string]int32{"grpc": grpcPort, "http": httpPort} {
+				p := containerPortByName(c, name)
+				switch {
+				case p == nil:
+					errs = append(errs, fmt.Errorf("container %q has no port named %q", c.Name, name))
+				case p.ContainerPort != port:
+					errs = append(errs, fmt.Errorf("container %q: port %q is %d, want %d", c.Name, name, p.ContainerPort, port))
+				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"readiness probe set (grpc on 50051 or GET /readyz)", func() error {
+			p := c.ReadinessProbe
+			if p == nil {
+				return fmt.Errorf("container %q has no readinessProbe", c.Name)
+			}
+			if err := probeTargetsDeclaredPort(c, p); err != nil {
+				return fmt.Errorf("readinessProbe: %w", err)
+			}
+			switch {
+			case p.GRPC != nil:
+				if p.GRPC.Port != grpcPort {
+					return fmt.Errorf("readinessProbe.grpc.port = %d, want %d", p.GRPC.Port, grpcPort)
+				}
+				if p.GRPC.Service != nil && *p.GRPC.Service != "" {
+					return fmt.Errorf("readinessProbe.grpc.service = %q, want the overall service \"\"", *p.GRPC.Service)
+				}
+			case p.HTTPGet != nil:
+				if p.HTTPGet.Path != "/readyz" {
+					return fmt.Errorf("readinessProbe.httpGet.path = %q, want /readyz", p.HTTPGet.Path)
+				}
+			default:
+				return errors.New("readinessProbe must use grpc (port 50051) or httpGet /readyz")
+			}
+			return nil
+		}},
+		{"liveness probe set (GET /healthz)", func() error {
+			p := c.LivenessProbe
+			if p == nil {
+				return fmt.Errorf("container %q has no livenessProbe", c.Name)
+			}
+			if err := probeTargetsDeclaredPort(c, p); err != nil {
+				return fmt.Errorf("livenessProbe: %w", err)
+			}
+			// Not the gRPC health service or /readyz: those go unhealthy while
+			// draining, and liveness must not kill a draining pod.
+			if p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
+				return errors.New("livenessProbe must be httpGet /healthz (it stays 200 while the pod drains)")
+			}
+			return nil
+		}},
+		{"config comes from the ConfigMap, read-only at /etc/usersig", func() error {
+			v, mount, err := volumeAndMount(pod, c, configMountPath)
+			if err != nil {
+				return err
+			}
+			if v.ConfigMap == nil {
+				return fmt.Errorf("volume %q mounted at %s is not a configMap volume", v.Name, configMountPath)
+			}
+			if v.ConfigMap.Name != configMapName {
+				return fmt.Errorf("volume %q refers to ConfigMap %q, want %q", v.Name, v.ConfigMap.Name, configMapName)
+			}
+			if _, ok := m.configMaps[v.ConfigMap.Name]; !ok {
+				return fmt.Errorf("volume %q refers to ConfigMap %q, which the manifests do not define", v.Name, v.ConfigMap.Name)
+			}
+			return mountReadOnlyNoSubPath(mount)
+		}},
+		{"keys come from the Secret, read-only at /run/secrets/usersig, mode 0440", func() error {
+			v, mount, err := volumeAndMount(pod, c, secretMountPath)
+			if err != nil {
+				return err
+			}
+			if v.Secret == nil {
+				return fmt.Errorf("volume %q mounted at %s is not a secret volume", v.Name, secretMountPath)
+			}
+			if v.Secret.SecretName != secretName {
+				return fmt.Errorf("volume %q refers to Secret %q, want %q", v.Name, v.Secret.SecretName, secretName)
+			}
+			if _, ok := m.secrets[v.Secret.SecretName]; !ok {
+				return fmt.Errorf("volume %q refers to Secret %q, which the manifests do not define", v.Name, v.Secret.SecretName)
+			}
+			if v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o440 {
+				return fmt.Errorf("secret volume %q: defaultMode = %s, want 0440 (decimal 288); the server refuses key files readable by others", v.Name, modeString(v.Secret.DefaultMode))
+			}
+			for _, item := range v.Secret.Items {
+				if item.Mode != nil && *item.Mode&0o007 != 0 {
+					return fmt.Errorf("secret volume %q: item %q has mode %s, readable by others", v.Name, item.Key, modeString(item.Mode))
+				}
+			}
+			return mountReadOnlyNoSubPath(mount)
+		}},
+		{"--config points into the ConfigMap mount", func() error {
+			args := append(slices.Clone(c.Command), c.Args...)
+			i := slices.Index(args, "--config")
+			if i < 0 || i+1 >= len(args) {
+				return fmt.Errorf("container %q: no `--config PATH` in command/args %q", c.Name, args)
+			}
+			p := args[i+1]
+			if p != configMountPath+"/"+configKey {
+				return fmt.Errorf("container %q: --config %q, want %s/%s (the ConfigMap's key %q)", c.Name, p, configMountPath, configKey, configKey)
+			}
+			return nil
+		}},
+		{"terminationGracePeriodSeconds exceeds shutdown.delay + shutdown.timeout", func() error {
+			delay, err := time.ParseDuration(m.serverConfig.Shutdown.Delay)
+			if err != nil {
+				return fmt.Errorf("ConfigMap %q: shutdown.delay %q: %v", configMapName, m.serverConfig.Shutdown.Delay, err)
+			}
+			timeout, err := time.ParseDuration(m.serverConfig.Shutdown.Timeout)
+			if err != nil {
+				return fmt.Errorf("ConfigMap %q: shutdown.timeout %q: %v", configMapName, m.serverConfig.Shutdown.Timeout, err)
+			}
+			if delay != 5*time.Second {
+				return fmt.Errorf("ConfigMap %q: shutdown.delay = %s, want 5s", configMapName, delay)
+			}
+			if pod.TerminationGracePeriodSeconds == nil {
+				return errors.New("terminationGracePeriodSeconds is not set (the default 30s happens to be enough, but say it)")
+			}
+			grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+			if grace <= delay+timeout {
+				return fmt.Errorf("terminationGracePeriodSeconds = %s, must exceed shutdown.delay + shutdown.timeout = %s + %s = %s, or the pod is killed mid-drain",
+					grace, delay, timeout, delay+timeout)
+			}
+			return nil
+		}},
+		{"prometheus scrape annotations", func() error {
+			want := map[string]string{
+				"prometheus.io/scrape": "true",
+				"prometheus.io/port":   strconv.Itoa(httpPort),
+				"prometheus.io/path":   "/metrics",
+			}
+			var errs []error
+			for k, v := range want {
+				if got, ok := d.Spec.Template.Annotations[k]; !ok || got != v {
+					errs = append(errs, fmt.Errorf("pod template annotation %s = %q, want %q", k, got, v))
+				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"replicas spread across nodes", func() error {
+			for _, tsc := range pod.TopologySpreadConstraints {
+				if tsc.TopologyKey == "kubernetes.io/hostname" && selects(tsc.LabelSelector, podLabels, "topologySpreadConstraint") == nil {
+					return nil
+				}
+			}
+			if a := pod.Affinity; a != nil && a.PodAntiAffinity != nil {
+				for _, term := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+					if term.PodAffinityTerm.TopologyKey == "kubernetes.io/hostname" && selects(term.PodAffinityTerm.LabelSelector, podLabels, "podAntiAffinity") == nil {
+						return nil
+					}
+				}
+				for _, term := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+					if term.TopologyKey == "kubernetes.io/hostname" && selects(term.LabelSelector, podLabels, "podAntiAffinity") == nil {
+						return nil
+					}
+				}
+			}
+			return errors.New("no topologySpreadConstraint or podAntiAffinity on kubernetes.io/hostname that selects the pods")
+		}},
+		{"image is set", func() error {
+			if c.Image == "" {
+				return fmt.Errorf("container %q has no image", c.Name)
+			}
+			return nil
+		}},
+	})
+}
+
+func TestServices(t *testing.T) {
+	m := loadManifests(t)
+	c := m.container
+	podLabels := labels.Set(m.deployment.Spec.Template.Labels)
+
+	var checks []check
+	for _, name := range []string{serviceName, headlessName} {
+		checks = append(checks, check{name + " exists and selects the Deployment's pods", func() error {
+			s, ok := m.services[name]
+			if !ok {
+				return fmt.Errorf("no Service %q in the manifests", name)
+			}
+			if len(s.Spec.Selector) == 0 {
+				return fmt.Errorf("Service %q has no selector", name)
+			}
+			if !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+				return fmt.Errorf("Service %q: selector %v does not match the pod labels %v", name, s.Spec.Selector, podLabels)
+			}
+			return nil
+		}})
+	}
+	// Every Service (not only the two above) must point at real container ports.
+	for name, s := range m.services {
+		checks = append(checks, check{name + " targetPorts match container ports", func() error {
+			var errs []error
+			for _, sp := range s.Spec.Ports {
+				target := sp.TargetPort
+				if target.Type == intstr.Int && target.IntVal == 0 {
+					target = intstr.FromInt32(sp.Port) // unset targetPort means port
+				}
+				cp := resolvePort(c, target)
+				switch {
+				case cp == nil:
+					errs = append(errs, fmt.Errorf("Service %q port %q: targetPort %s is not a port of container %q", name, sp.Name, target.String(), c.Name))
+				case protocolOrTCP(cp.Protocol) != protocolOrTCP(sp.Protocol):
+					errs = append(errs, fmt.Errorf("Service %q port %q: protocol %s, container port %q is %s", name, sp.Name, protocolOrTCP(sp.Protocol), cp.Name, protocolOrTCP(cp.Protocol)))
+				}
+			}
+			return errors.Join(errs...)
+		}})
+	}
+	checks = append(checks,
+		check{"usersigd is ClusterIP with grpc (appProtocol grpc) and http-metrics", func() error {
+			s, ok := m.services[serviceName]
+			if !ok {
+				return fmt.Errorf("no Service %q", serviceName)
+			}
+			var errs []error
+			if s.Spec.Type != "" && s.Spec.Type != corev1.ServiceTypeClusterIP {
+				errs = append(errs, fmt.Errorf("Service %q: type %s, want ClusterIP", serviceName, s.Spec.Type))
+			}
+			if s.Spec.ClusterIP == corev1.ClusterIPNone {
+				errs = append(errs, fmt.Errorf("Service %q is headless; it should have a cluster IP", serviceName))
+			}
+			grpc := servicePortByName(s, "grpc")
+			switch {
+			case grpc == nil:
+				errs = append(errs, fmt.Errorf("Service %q has no port named grpc", serviceName))
+			case grpc.Port != grpcPort:
+				errs = append(errs, fmt.Errorf("Service %q: port grpc is %d, want %d", serviceName, grpc.Port, grpcPort))
+			case grpc.AppProtocol == nil || *grpc.AppProtocol != "grpc":
+				errs = append(errs, fmt.Errorf("Service %q: port grpc has appProtocol %s, want grpc", serviceName, ptrString(grpc.AppProtocol)))
+			}
+			metrics := servicePortByName(s, "http-metrics")
+			switch {
+			case metrics == nil:
+				errs = append(errs, fmt.Errorf("Service %q has no port named http-metrics", serviceName))
+			case metrics.Port != httpPort:
+				errs = append(errs, fmt.Errorf("Service %q: port http-metrics is %d, want %d", serviceName, metrics.Port, httpPort))
+			}
+			return errors.Join(errs...)
+		}},
+		check{"usersigd-headless is headless with a grpc port", func() error {
+			s, ok := m.services[headlessName]
+			if !ok {
+				return fmt.Errorf("no Service %q", headlessName)
+			}
+			if s.Spec.ClusterIP != corev1.ClusterIPNone {
+				return fmt.Errorf("Service %q: clusterIP = %q, want None", headlessName, s.Spec.ClusterIP)
+			}
+			if s.Spec.PublishNotReadyAddresses {
+				return fmt.Errorf("Service %q publishes not-ready addresses: clients would keep calling draining pods", headlessName)
+			}
+			if p := servicePortByName(s, "grpc"); p == nil || p.Port != grpcPort {
+				return fmt.Errorf("Service %q needs a port named grpc on %d", headlessName, grpcPort)
+			}
+			return nil
+		}},
+	)
+	runChecks(t, checks)
+}
+
+func TestConfigAndSecret(t *testing.T) {
+	m := loadManifests(t)
+	cfg := m.serverConfig
+	c := m.container
+
+	runChecks(t, []check{
+		{"Secret is Opaque and has keys", func() error {
+			if m.secret.Type != "" && m.secret.Type != corev1.SecretTypeOpaque {
+				return fmt.Errorf("Secret %q: type %s, want Opaque", secretName, m.secret.Type)
+			}
+			if len(secretKeys(m.secret)) == 0 {
+				return fmt.Errorf("Secret %q has no data or stringData keys", secretName)
+			}
+			return nil
+		}},
+		{"listen addresses match the container ports", func() error {
+			var errs []error
+			for _, l := range []struct{ key, addr, port string }{
+				{"grpc.listen", cfg.GRPC.Listen, "grpc"},
+				{"http.listen", cfg.HTTP.Listen, "http"},
+			} {
+				host, port, err := net.SplitHostPort(l.addr)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("config %s %q: %v", l.key, l.addr, err))
+					continue
+				}
+				if host != "0.0.0.0" && host != "" && host != "::" {
+					errs = append(errs, fmt.Errorf("config %s %q listens on %s only; the kubelet and other pods cannot reach it", l.key, l.addr, host))
+				}
+				if cp := containerPortByName(c, l.port); cp == nil || strconv.Itoa(int(cp.ContainerPort)) != port {
+					errs = append(errs, fmt.Errorf("config %s %q does not match the container port named %q", l.key, l.addr, l.port))
+				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"log level is known", func() error {
+			if !slices.Contains([]string{"debug", "info", "warn", "error"}, cfg.Log.Level) {
+				return fmt.Errorf("config log.level %q is not one of debug, info, warn, error", cfg.Log.Level)
+			}
+			return nil
+		}},
+		{"apps have TTLs and keys", func() error {
+			if len(cfg.Apps) == 0 {
+				return errors.New("config has no apps")
+			}
+			var errs []error
+			for _, app := range cfg.Apps {
+				if app.SDKAppID == 0 {
+					errs = append(errs, errors.New("config: an app has no sdk_app_id"))
+				}
+				def, err1 := time.ParseDuration(app.DefaultTTL)
+				maxTTL, err2 := time.ParseDuration(app.MaxTTL)
+				if err := errors.Join(err1, err2); err != nil {
+					errs = append(errs, fmt.Errorf("config app %d: %v", app.SDKAppID, err))
+				} else if def <= 0 || def > maxTTL {
+					errs = append(errs, fmt.Errorf("config app %d: default_ttl %s must be positive and at most max_ttl %s", app.SDKAppID, def, maxTTL))
+				}
+				if len(app.Keys) == 0 {
+					errs = append(errs, fmt.Errorf("config app %d has no keys", app.SDKAppID))
+				}
+				for _, k := range app.Keys {
+					if k.ID == "" || (k.File == "") == (k.Env == "") {
+						errs = append(errs, fmt.Errorf("config app %d key %q: needs an id and exactly one of file or env", app.SDKAppID, k.ID))
+					}
+				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"every key file lies in the Secret's mount and names a Secret key", func() error {
+			keys := secretKeys(m.secret)
+			var errs []error
+			for _, app := range cfg.Apps {
+				for _, k := range app.Keys {
+					if k.File == "" {
+						continue
+					}
+					dir, base := path.Split(path.Clean(k.File))
+					if path.Clean(dir) != secretMountPath {
+						errs = append(errs, fmt.Errorf("config app %d key %q: file %s is not directly under the Secret's mountPath %s", app.SDKAppID, k.ID, k.File, secretMountPath))
+						continue
+					}
+					if !slices.Contains(keys, base) {
+						errs = append(errs, fmt.Errorf("config app %d key %q: file %s, but Secret %q has no key %q (it has %q)", app.SDKAppID, k.ID, k.File, secretName, base, keys))
+					}
+				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"callers are well formed", func() error {
+			if len(cfg.Callers) == 0 {
+				return errors.New("config has no callers")
+			}
+			methods, err := protoMethods()
+			if err != nil {
+				return err
+			}
+			apps := map[string]bool{"*": true}
+			for _, app := range cfg.Apps {
+				apps[strconv.FormatUint(app.SDKAppID, 10)] = true
+			}
+			var errs []error
+			for _, caller := range cfg.Callers {
+				if caller.Name == "" {
+					errs = append(errs, errors.New("config: a caller has no name"))
+				}
+				if caller.TokenSHA256 == "" && len(caller.ClientCertNames) == 0 {
+					errs = append(errs, fmt.Errorf("config caller %q has neither token_sha256 nor client_cert_names", caller.Name))
+				}
+				if caller.TokenSHA256 != "" {
+					if b, err := hex.DecodeString(caller.TokenSHA256); err != nil || len(b) != 32 {
+						errs = append(errs, fmt.Errorf("config caller %q: token_sha256 %q is not 64 hex characters", caller.Name, caller.TokenSHA256))
+					}
+				}
+				if len(caller.Apps) == 0 {
+					errs = append(errs, fmt.Errorf("config caller %q has no apps", caller.Name))
+				}
+				for _, id := range caller.Apps {
+					if !apps[string(id)] {
+						errs = append(errs, fmt.Errorf("config caller %q: app %q is not among the configured apps (nor \"*\")", caller.Name, id))
+					}
+				}
+				if len(caller.Methods) == 0 {
+					errs = append(errs, fmt.Errorf("config caller %q has no methods", caller.Name))
+				}
+				for _, meth := range caller.Methods {
+					if !slices.Contains(methods, meth) {
+						errs = append(errs, fmt.Errorf("config caller %q: method %q is not an rpc of %s (%q)", caller.Name, meth, protoFile, methods))
+					}
+				}
+				if r := caller.Rate; r != nil && (r.PerSecond <= 0 || r.Burst <= 0) {
+					errs = append(errs, fmt.Errorf("config caller %q: rate per_second and burst must be positive, got %+v", caller.Name, *r))
+				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"env keys come from the container's environment", func() error {
+			var errs []error
+			for _, app := range cfg.Apps {
+				for _, k := range app.Keys {
+					if k.Env == "" {
+						continue
+					}
+					if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == k.Env }) {
+						errs = append(errs, fmt.Errorf("config app %d key %q: env %s is not set on container %q", app.SDKAppID, k.ID, k.Env, c.Name))
+					}
+				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"TLS files, if any, are mounted and the gRPC probe is not used with TLS", func() error {
+			tls := cfg.GRPC.TLS
+			if tls == nil {
+				return nil
+			}
+			var errs []error
+			for _, f := range []string{tls.CertFile, tls.KeyFile, tls.ClientCAFile} {
+				if f == "" {
+					continue
+				}
+				if !slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool {
+					return strings.HasPrefix(path.Clean(f), path.Clean(vm.MountPath)+"/")
+				}) {
+					errs = append(errs, fmt.Errorf("config grpc.tls file %s is under no volumeMount of container %q", f, c.Name))
+				}
+			}
+			if p := c.ReadinessProbe; p != nil && p.GRPC != nil {
+				errs = append(errs, errors.New("grpc.tls is set but the readinessProbe is a kubelet gRPC probe, which speaks plaintext only: use httpGet /readyz"))
+			}
+			return errors.Join(errs...)
+		}},
+	})
+}
+
+func TestDisruptionBudgetAndAutoscaler(t *testing.T) {
+	m := loadManifests(t)
+	d := m.deployment
+	podLabels := labels.Set(d.Spec.Template.Labels)
+
+	runChecks(t, []check{
+		{"PDB selects the Deployment's pods and allows one disruption", func() error {
+			pdb, ok := m.pdbs[pdbName]
+			if !ok {
+				return fmt.Errorf("no PodDisruptionBudget %q in the manifests", pdbName)
+			}
+			if err := selects(pdb.Spec.Selector, podLabels, "PodDisruptionBudget selector"); err != nil {
+				return err
+			}
+			mu, ma := pdb.Spec.MaxUnavailable, pdb.Spec.MinAvailable
+			switch {
+			case mu != nil && ma != nil:
+				return errors.New("PodDisruptionBudget sets both maxUnavailable and minAvailable")
+			case mu != nil && *mu == intstr.FromInt32(1):
+			case ma != nil && *ma == intstr.FromInt32(2):
+			default:
+				return fmt.Errorf("PodDisruptionBudget: want maxUnavailable 1 (or minAvailable 2), got maxUnavailable=%v minAvailable=%v", mu, ma)
+			}
+			return nil
+		}},
+		{"HPA targets the Deployment, 3..10 on 70% CPU, with a scale-down window", func() error {
+			hpa, ok := m.hpas[hpaName]
+			if !ok {
+				return fmt.Errorf("no HorizontalPodAutoscaler %q in the manifests", hpaName)
+			}
+			var errs []error
+			ref := hpa.Spec.ScaleTargetRef
+			if ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || ref.Name != d.Name {
+				errs = append(errs, fmt.Errorf("HPA scaleTargetRef = %s %s %q, want apps/v1 Deployment %q", ref.APIVersion, ref.Kind, ref.Name, d.Name))
+			}
+			if hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas != 3 || hpa.Spec.MaxReplicas != 10 {
+				errs = append(errs, fmt.Errorf("HPA replicas %s..%d, want 3..10", ptrString(hpa.Spec.MinReplicas), hpa.Spec.MaxReplicas))
+			}
+			if d.Spec.Replicas != nil && hpa.Spec.MinReplicas != nil && *d.Spec.Replicas < *hpa.Spec.MinReplicas {
+				errs = append(errs, fmt.Errorf("Deployment replicas %d is below the HPA's minReplicas %d", *d.Spec.Replicas, *hpa.Spec.MinReplicas))
+			}
+			cpu := false
+			for _, metric := range hpa.Spec.Metrics {
+				if metric.Type == autoscalingv2.ResourceMetricSourceType && metric.Resource != nil &&
+					metric.Resource.Name == corev1.ResourceCPU && metric.Resource.Target.Type == autoscalingv2.UtilizationMetricType &&
+					metric.Resource.Target.AverageUtilization != nil && *metric.Resource.Target.AverageUtilization == 70 {
+					cpu = true
+				}
+			}
+			if !cpu {
+				errs = append(errs, errors.New("HPA has no Resource metric cpu with target Utilization 70"))
+			}
+			if b := hpa.Spec.Behavior; b == nil || b.ScaleDown == nil || b.ScaleDown.StabilizationWindowSeconds == nil || *b.ScaleDown.StabilizationWindowSeconds <= 0 {
+				errs = append(errs, errors.New("HPA has no behavior.scaleDown.stabilizationWindowSeconds"))
+			}
+			if _, ok := d.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU]; !ok {
+				errs = append(errs, errors.New("HPA on CPU utilization needs a CPU request on the container"))
+			}
+			return errors.Join(errs...)
+		}},
+	})
+}
+
+// TestStrictDecodingRejectsMistakes proves that the checks above can fail:
+// each broken manifest must be refused, while the same manifest without the
+// mistake decodes.
+func TestStrictDecodingRejectsMistakes(t *testing.T) {
+	const good = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: x
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: x}
+  template:
+    metadata:
+      labels: {app: x}
+    spec:
+      containers:
+        - name: x
+          image: x
+          readinessProbe:
+            grpc: {port: 50051}
+`
+	if _, err := decodeManifest([]byte(good)); err != nil {
+		t.Fatalf("the well-formed control manifest fails to decode: %v", err)
+	}
+	cases := []struct {
+		name, old, new string
+	}{
+		{"misspelt field replica", "  replicas: 3", "  replica: 3"},
+		{"misspelt field readinessProbes", "readinessProbe:", "readinessProbes:"},
+		{"wrong case Replicas", "  replicas: 3", "  Replicas: 3"},
+		{"duplicate key", "  replicas: 3", "  replicas: 3\n  replicas: 4"},
+		{"wrong type", "  replicas: 3", "  replicas: three"},
+		{"unknown kind", "kind: Deployment", "kind: Deploymnet"},
+		{"unknown apiVersion", "apiVersion: apps/v1", "apiVersion: apps/v1beta9"},
+		{"missing kind", "kind: Deployment\n", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := strings.Replace(good, tc.old, tc.new, 1)
+			if bad == good {
+				t.Fatalf("test bug: %q not found in the control manifest", tc.old)
+			}
+			if _, err := decodeManifest([]byte(bad)); err == nil {
+				t.Errorf("manifest with %s decoded without error:\n%s", tc.name, bad)
+			} else {
+				t.Logf("refused as expected: %v", err)
+			}
+		})
+	}
+	t.Run("typo in the embedded config.yaml", func(t *testing.T) {
+		var cfg serverConfig
+		for _, bad := range []string{"shutdown:\n  dealy: 5s\n", "shutdown:\n  Delay: 5s\n"} {
+			if err := decodeStrict([]byte(bad), &cfg); err == nil {
+				t.Errorf("config %q decoded without error", bad)
+			}
+		}
+	})
+}
+
+func TestSplitDocuments(t *testing.T) {
+	in := "# only a comment\n---\na: 1\n---   \n\n--- # c\nb: 2\n  # trailing\n"
+	got := splitDocuments([]byte(in))
+	want := []string{"a: 1\n", "b: 2\n  # trailing\n"}
+	if !slices.Equal(got, want) {
+		t.Errorf("splitDocuments = %q, want %q", got, want)
+	}
+}
+
+// helpers
+
+func ptrString[T any](p *T) string {
+	if p == nil {
+		return "<unset>"
+	}
+	return fmt.Sprint(*p)
+}
+
+func modeString(p *int32) string {
+	if p == nil {
+		return "<unset>"
+	}
+	return fmt.Sprintf("%#o (decimal %d)", *p, *p)
+}
+
+func selects(sel *metav1.LabelSelector, podLabels labels.Set, what string) error {
+	if sel == nil {
+		return fmt.Errorf("%s is missing", what)
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return fmt.Errorf("%s: %v", what, err)
+	}
+	if s.Empty() {
+		return fmt.Errorf("%s is empty and would select every pod", what)
+	}
+	if !s.Matches(podLabels) {
+		return fmt.Errorf("%s %q does not match the pod labels %v", what, s.String(), podLabels)
+	}
+	return nil
+}
+
+func containerPortByName(c *corev1.Container, name string) *corev1.ContainerPort {
+	for i := range c.Ports {
+		if c.Ports[i].Name == name {
+			return &c.Ports[i]
+		}
+	}
+	return nil
+}
+
+func resolvePort(c *corev1.Container, p intstr.IntOrString) *corev1.ContainerPort {
+	if p.Type == intstr.String {
+		return containerPortByName(c, p.StrVal)
+	}
+	for i := range c.Ports {
+		if c.Ports[i].ContainerPort == p.IntVal {
+			return &c.Ports[i]
+		}
+	}
+	return nil
+}
+
+func probeTargetsDeclaredPort(c *corev1.Container, p *corev1.Probe) error {
+	n := 0
+	var port intstr.IntOrString
+	if p.GRPC != nil {
+		n++
+		port = intstr.FromInt32(p.GRPC.Port)
+	}
+	if p.HTTPGet != nil {
+		n++
+		port = p.HTTPGet.Port
+	}
+	if p.TCPSocket != nil {
+		n++
+		port = p.TCPSocket.Port
+	}
+	if p.Exec != nil {
+		// The distroless image has no shell or tools to exec.
+		return errors.New("exec probes cannot work in the distroless image")
+	}
+	if n != 1 {
+		return fmt.Errorf("want exactly one probe handler, got %d", n)
+	}
+	if resolvePort(c, port) == nil {
+		return fmt.Errorf("port %s is not a port of container %q", port.String(), c.Name)
+	}
+	return nil
+}
+
+func servicePortByName(s *corev1.Service, name string) *corev1.ServicePort {
+	for i := range s.Spec.Ports {
+		if s.Spec.Ports[i].Name == name {
+			return &s.Spec.Ports[i]
+		}
+	}
+	return nil
+}
+
+func protocolOrTCP(p corev1.Protocol) corev1.Protocol {
+	if p == "" {
+		return corev1.ProtocolTCP
+	}
+	return p
+}
+
+func volumeAndMount(pod *corev1.PodSpec, c *corev1.Container, mountPath string) (*corev1.Volume, *corev1.VolumeMount, error) {
+	var mount *corev1.VolumeMount
+	for i := range c.VolumeMounts {
+		if path.Clean(c.VolumeMounts[i].MountPath) == mountPath {
+			mount = &c.VolumeMounts[i]
+		}
+	}
+	if mount == nil {
+		return nil, nil, fmt.Errorf("container %q mounts nothing at %s", c.Name, mountPath)
+	}
+	for i := range pod.Volumes {
+		if pod.Volumes[i].Name == mount.Name {
+			return &pod.Volumes[i], mount, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("container %q mounts volume %q at %s, but the pod has no such volume", c.Name, mount.Name, mountPath)
+}
+
+func mountReadOnlyNoSubPath(mount *corev1.VolumeMount) error {
+	if !mount.ReadOnly {
+		return fmt.Errorf("volumeMount %q at %s is not readOnly", mount.Name, mount.MountPath)
+	}
+	if mount.SubPath != "" || mount.SubPathExpr != "" {
+		return fmt.Errorf("volumeMount %q at %s uses subPath: the kubelet never updates subPath mounts, so the server's reload would never see changes", mount.Name, mount.MountPath)
+	}
+	return nil
+}
+
+func secretKeys(s *corev1.Secret) []string {
+	var keys []string
+	for k := range s.Data {
+		keys = append(keys, k)
+	}
+	for k := range s.StringData {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return slices.Compact(keys)
+}
+
+// parseGoMemLimit parses a GOMEMLIMIT value: a byte count with an optional
+// B, KiB, MiB, GiB or TiB suffix.
+func parseGoMemLimit(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("not a positive byte count with an optional B/KiB/MiB/GiB/TiB suffix")
+	}
+	return n * mult, nil
+}
+
+var rpcRE = regexp.MustCompile(`(?m)^\s*rpc\s+(\w+)\s*\(`)
+
+// protoMethods lists the rpc names in the API's .proto file, so that a
+// caller's `methods` cannot name a method the server does not have.
+func protoMethods() ([]string, error) {
+	src, err := os.ReadFile(protoFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading the API definition to check callers' methods: %v", err)
+	}
+	var names []string
+	for _, m := range rpcRE.FindAllStringSubmatch(string(src), -1) {
+		names = append(names, m[1])
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no rpc found in %s", protoFile)
+	}
+	return names, nil
+}
