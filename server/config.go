@@ -284,30 +284,36 @@ func (c *checker) addf(field, format string, args ...any) {
 
 // duration parses d, applying def when it is absent.
 func (c *checker) duration(field string, d *Duration, def time.Duration) time.Duration {
+	v, _ := c.parseDuration(field, d, def)
+	return v
+}
+
+// parseDuration is duration, and whether the value could be read.
+func (c *checker) parseDuration(field string, d *Duration, def time.Duration) (time.Duration, bool) {
 	if d.text == "" {
 		if d.d == 0 {
 			d.d = def
 		}
-		return d.d
+		return d.d, true
 	}
 	v, err := time.ParseDuration(d.text)
 	if err != nil {
 		c.addf(field, "%q is not a duration (write e.g. 720h, 30m or 90s)", d.text)
-		return def
+		return def, false
 	}
 	if v < 0 {
 		c.addf(field, "%s is negative", d.text)
-		return def
+		return def, false
 	}
 	d.d = v
-	return v
+	return v, true
 }
 
 // ttl parses a ticket lifetime: whole seconds, 1s to 50 years.
 func (c *checker) ttl(field string, d *Duration, def time.Duration) time.Duration {
-	v := c.duration(field, d, def)
+	v, ok := c.parseDuration(field, d, def)
 	switch {
-	case d.text == "" && def == 0:
+	case !ok, d.text == "" && def == 0:
 	case v < time.Second:
 		c.addf(field, "%s is below 1s", human(v))
 	case v%time.Second != 0:

@@ -1,0 +1,297 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "usersigd")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "usersigd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		panic("building usersigd: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	key   = "5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e"
+	token = "tok-cmd-test-31415926535897932384"
+)
+
+func config(dir string, extra string) string {
+	sum := sha256.Sum256([]byte(token))
+	return `grpc: {listen: 127.0.0.1:0}
+http: {listen: 127.0.0.1:0}
+shutdown: {delay: 500ms, timeout: 5s}
+reload: {interval: 0s}
+apps:
+  - sdk_app_id: 1400000000
+    keys: [{id: primary, file: ` + dir + `/key}]
+callers:
+  - name: backend
+    token_sha256: ` + hex.EncodeToString(sum[:]) + `
+    apps: [1400000000]
+    methods: [GenerateUserSig, VerifyUserSig]
+` + extra
+}
+
+// proc is a running usersigd.
+type proc struct {
+	cmd      *exec.Cmd
+	mu       sync.Mutex
+	stderr   strings.Builder
+	stdout   strings.Builder
+	grpcAddr string
+	httpAddr string
+	exited   chan error
+}
+
+func (p *proc) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stderr.String()
+}
+
+// start runs usersigd and waits for its "serving" line.
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
+	stderr, _ := p.cmd.StderrPipe()
+	stdout, _ := p.cmd.StdoutPipe()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	serving := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.stderr.WriteString(line + "\n")
+			p.mu.Unlock()
+			var l struct{ Msg, GRPC, HTTP string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" {
+				p.grpcAddr, p.httpAddr = l.GRPC, l.HTTP
+				close(serving)
+			}
+		}
+	}()
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.stdout.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+	}()
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.cmd.Process.Kill() })
+	select {
+	case <-serving:
+	case err := <-p.exited:
+		t.Fatalf("usersigd exited before serving: %v\n%s", err, p.logs())
+	case <-time.After(15 * time.Second):
+		t.Fatalf("usersigd did not serve within 15s\n%s", p.logs())
+	}
+	return p
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-p.exited:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(15 * time.Second):
+		t.Fatalf("usersigd did not exit\n%s", p.logs())
+	}
+	return -1
+}
+
+func client(t *testing.T, addr string) usersigv1.UserSigServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return usersigv1.NewUserSigServiceClient(conn)
+}
+
+func bearer(tok string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestServeReloadDrain runs the binary: it serves, reloads on SIGHUP, and
+// on SIGTERM turns unready, keeps serving for shutdown.delay and exits 0.
+func TestServeReloadDrain(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "key"), []byte(key+"\n"), 0o600)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgPath, []byte(config(dir, "")), 0o600)
+	p := start(t, "--config", cfgPath)
+	c := client(t, p.grpcAddr)
+	if _, err := c.GenerateUserSig(bearer(token), &usersigv1.GenerateUserSigRequest{UserId: "u1"}); err != nil {
+		t.Fatalf("GenerateUserSig: %v", err)
+	}
+
+	// SIGHUP reloads: the new config adds GeneratePrivateMapKey.
+	os.WriteFile(cfgPath, []byte(strings.Replace(config(dir, ""), "VerifyUserSig]", "VerifyUserSig, GeneratePrivateMapKey]", 1)), 0o600)
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.logs(), `"generation":2`) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.GeneratePrivateMapKey(bearer(token), &usersigv1.GeneratePrivateMapKeyRequest{UserId: "u1",
+		Room: &usersigv1.GeneratePrivateMapKeyRequest_RoomId{RoomId: 1}, PrivilegeMap: 255}); err != nil {
+		t.Errorf("GeneratePrivateMapKey after SIGHUP: %v\n%s", err, p.logs())
+	}
+
+	if code := httpStatus(t, "http://"+p.httpAddr+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d before SIGTERM", code)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(100 * time.Millisecond)
+	if code := httpStatus(t, "http://"+p.httpAddr+"/readyz"); code != 503 {
+		t.Errorf("/readyz = %d during shutdown.delay, want 503", code)
+	}
+	if _, err := c.GenerateUserSig(bearer(token), &usersigv1.GenerateUserSigRequest{UserId: "u1"}); err != nil {
+		t.Errorf("a call during shutdown.delay: %v", err)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0\n%s", code, p.logs())
+	}
+	if strings.Contains(p.logs(), key) || strings.Contains(p.logs(), token) {
+		t.Errorf("the logs hold the key or the token")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(p.logs()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("a log line is not JSON: %q", line)
+		}
+	}
+}
+
+// TestStartupErrors: a bad start exits 2 with one JSON line per problem,
+// naming the field, and nothing that is secret.
+func TestStartupErrors(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "key"), []byte(key), 0o644)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(config(dir, "    max_ttl: 1y\n")), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no flags", nil, []string{"pass --config FILE, or --dev"}},
+		{"both", []string{"--dev", "--config", bad}, []string{"pass --config FILE, or --dev"}},
+		{"missing file", []string{"--config", filepath.Join(dir, "nope.yaml")}, []string{"nope.yaml: no such file or directory"}},
+		{"two problems", []string{"--config", bad}, []string{
+			"apps[0].keys[0].file: " + dir + "/key is readable by others",
+			`callers[0].max_ttl: "1y" is not a duration`,
+		}},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("%s: %v, want exit status 2", tc.name, err)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if len(lines) != len(tc.want) {
+			t.Errorf("%s: %d lines on stderr, want %d:\n%s", tc.name, len(lines), len(tc.want), stderr.String())
+			continue
+		}
+		for i, want := range tc.want {
+			var l struct{ Problem string }
+			if json.Unmarshal([]byte(lines[i]), &l) == nil {
+				lines[i] = l.Problem
+			}
+			if !strings.Contains(lines[i], want) {
+				t.Errorf("%s: line %q, want it to say %q", tc.name, lines[i], want)
+			}
+		}
+		if strings.Contains(stderr.String(), key) {
+			t.Errorf("%s: the key was printed", tc.name)
+		}
+	}
+}
+
+// TestDev runs the embedded default: it prints a token and grpcurl
+// commands, and serves with them on 127.0.0.1:50051.
+func TestDev(t *testing.T) {
+	p := start(t, "--dev")
+	if p.grpcAddr != "127.0.0.1:50051" {
+		t.Errorf("--dev serves on %s, want 127.0.0.1:50051", p.grpcAddr)
+	}
+	time.Sleep(50 * time.Millisecond) // let the banner land
+	p.mu.Lock()
+	banner := p.stdout.String()
+	p.mu.Unlock()
+	m := regexp.MustCompile(`export TOKEN=(\S+)`).FindStringSubmatch(banner)
+	if m == nil || !strings.Contains(banner, "grpcurl -plaintext -H \"authorization: Bearer $TOKEN\"") {
+		t.Fatalf("the --dev banner lacks the token or the grpcurl commands:\n%s", banner)
+	}
+	c := client(t, p.grpcAddr)
+	resp, err := c.GenerateUserSig(bearer(m[1]), &usersigv1.GenerateUserSigRequest{UserId: "alice"})
+	if err != nil || resp.SdkAppId != 1400000000 {
+		t.Fatalf("GenerateUserSig with the printed token: %v %v", resp, err)
+	}
+	v, err := c.VerifyUserSig(bearer(m[1]), &usersigv1.VerifyUserSigRequest{UserId: "alice", UserSig: resp.UserSig})
+	if err != nil || !v.Valid {
+		t.Errorf("VerifyUserSig: %v %v", v, err)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit status %d after SIGINT, want 0", code)
+	}
+	if strings.Contains(p.logs(), m[1]) {
+		t.Errorf("the token was logged")
+	}
+}
