@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -151,6 +152,8 @@ type testServer struct {
 	done    chan error
 	// seen holds every ticket that crossed the wire, for the log check.
 	seen sync.Map
+	// stats, when set, instruments the server (tracing).
+	stats stats.Handler
 }
 
 type serverOption func(*testServer)
@@ -173,7 +176,7 @@ func startServer(t *testing.T, config string, opts ...serverOption) *testServer 
 		t.Fatalf("LoadConfig: %v", err)
 	}
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(ts.logs), zap.DebugLevel)
-	ts.srv, err = server.New(l, server.Options{Logger: zap.New(core), ConfigPath: ts.cfgPath, Clock: ts.clock.Now, Version: "test"})
+	ts.srv, err = server.New(l, server.Options{Logger: zap.New(core), ConfigPath: ts.cfgPath, Clock: ts.clock.Now, Version: "test", StatsHandler: ts.stats})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -208,14 +209,18 @@ type contextStream struct {
 
 func (c *contextStream) Context() context.Context { return c.ctx }
 
-// callLogFields adds the caller to the call's log line; the logging
-// interceptor asks again when the call has finished, by which time
-// authentication has named the caller.
+// callLogFields adds the caller and, when the call is traced, its trace
+// id to the call's log line. The logging interceptor asks again when the
+// call has finished, by which time authentication has named the caller.
 func (s *Server) callLogFields(ctx context.Context) logging.Fields {
+	var f logging.Fields
 	if name := callInfoFrom(ctx).callerName(); name != "" {
-		return logging.Fields{"caller", name}
+		f = append(f, "caller", name)
 	}
-	return nil
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		f = append(f, "trace_id", sc.TraceID().String())
+	}
+	return f
 }
 
 // recovered logs a panic (never the request) and answers INTERNAL with a

@@ -77,11 +77,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	tracing, err := server.NewTracing(context.Background(), version)
+	if err != nil {
+		log.Error("cannot start: tracing", zap.Error(err))
+		return 2
+	}
+	defer tracing.Shutdown(context.Background())
 	srv, err := server.New(loaded, server.Options{
-		Logger:     log,
-		LogLevel:   &level,
-		ConfigPath: *configPath,
-		Version:    version,
+		Logger:       log,
+		LogLevel:     &level,
+		ConfigPath:   *configPath,
+		Version:      version,
+		StatsHandler: tracing.Handler,
 	})
 	if err != nil {
 		log.Error("cannot start", zap.String("problem", err.Error()))
