@@ -12,8 +12,10 @@ import (
 )
 
 // install puts a loaded config in force. Calls already past
-// authentication keep the policy they started with.
-func (s *Server) install(l *Loaded) {
+// authentication keep the policy they started with. pre are stamps taken
+// before the files were read: a change made while they were being read
+// must still count as a change.
+func (s *Server) install(l *Loaded, pre []fileStamp) {
 	p := l.policy
 	old := s.policy.Load()
 	p.generation, p.hash = 1, l.Hash
@@ -30,7 +32,7 @@ func (s *Server) install(l *Loaded) {
 	for _, w := range l.Warnings {
 		s.configLog.Warn(w)
 	}
-	s.watched = stampFiles(s.opts.ConfigPath, l.Config)
+	s.watched = merge(pre, stampFiles(s.opts.ConfigPath, l.Config))
 	s.metrics.reloaded(true, p.generation)
 	s.configLog.Info("config in force", zap.Uint64("generation", p.generation), zap.String("hash", p.hash),
 		zap.Int("apps", len(p.appList)), zap.Int("callers", len(p.callers)))
@@ -42,6 +44,7 @@ func (s *Server) install(l *Loaded) {
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	pre := restamp(s.watched)
 	l, err := LoadConfig(s.opts.ConfigPath)
 	if err != nil {
 		s.metrics.reloaded(false, 0)
@@ -50,19 +53,19 @@ func (s *Server) Reload() error {
 		}
 		// Do not retry the same files on every tick, but do watch the key
 		// files the rejected config names, so that fixing one reloads.
-		paths := s.watched
+		var named []fileStamp
 		if b, rerr := os.ReadFile(s.opts.ConfigPath); rerr == nil {
 			if cfg, perr := ParseConfig(b); perr == nil {
-				paths = append(paths, stampFiles("", cfg)...)
+				named = stampFiles("", cfg)
 			}
 		}
-		s.watched = restamp(paths)
+		s.watched = merge(pre, named)
 		return err
 	}
 	for _, f := range staticChanges(s.cfg, l.Config) {
 		s.configLog.Warn("this setting does not reload; restart to apply it", zap.String("setting", f))
 	}
-	s.install(l)
+	s.install(l, pre)
 	return nil
 }
 
@@ -110,6 +113,22 @@ func stampFiles(configPath string, cfg *Config) []fileStamp {
 		}
 		fi, _ := os.Stat(p)
 		out = append(out, fileStamp{path: p, info: fi})
+	}
+	return out
+}
+
+// merge is the stamps of pre and of the files of later that pre lacks.
+func merge(pre, later []fileStamp) []fileStamp {
+	out := append([]fileStamp(nil), pre...)
+	seen := map[string]bool{}
+	for _, f := range pre {
+		seen[f.path] = true
+	}
+	for _, f := range later {
+		if !seen[f.path] {
+			seen[f.path] = true
+			out = append(out, f)
+		}
 	}
 	return out
 }

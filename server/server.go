@@ -100,7 +100,7 @@ func New(l *Loaded, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.buildHTTP()
-	s.install(l)
+	s.install(l, nil)
 	return s, nil
 }
 
