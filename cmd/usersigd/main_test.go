@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
 )
@@ -295,3 +296,5 @@ func TestDev(t *testing.T) {
 		t.Errorf("the token was logged")
 	}
 }
+
+func durSeconds(s int64) *durationpb.Duration { return durationpb.New(time.Duration(s) * time.Second) }
