@@ -56,6 +56,9 @@ type TLSConfig struct {
 // listener when Listen is empty.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+	// Pprof serves net/http/pprof under /debug/pprof/ (off by default;
+	// keep the listener private when it is on).
+	Pprof bool `yaml:"pprof"`
 }
 
 // ShutdownConfig is how the server drains on SIGTERM.

@@ -1,0 +1,940 @@
+// Command report turns what bench/run.sh collected into a table on stdout
+// and bench/out/results.json. It is bench/run.sh's helper, not a tool of its
+// own: run.sh builds it and calls it once at the end.
+//
+//	report -work DIR -out DIR -mode full|smoke
+//
+// DIR (run.sh's temporary directory) holds:
+//
+//	runs.tsv       one line per ghz run: phase, rpc, method, round, c,
+//	               connections, n, raw file, ghz exit code, wall seconds, command
+//	raw/*.json     ghz's JSON reports (-O json)
+//	meta.tsv       key, value: machine, versions, commands, settings
+//	rss.tsv        key, value: RSS readings in KiB and fd counts
+//	rss-samples    VmRSS in KiB sampled during the main load, one per line
+//	metrics.txt    the server's /metrics after the last run
+//	server.log     the server's stderr (JSON lines)
+//
+// It exits 1 when a run failed, a call errored or a consistency check
+// failed, and 0 otherwise: the speed and memory goals are reported, never
+// asserted.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Goals the maintainers check (see bench/README.md).
+const (
+	goalRPSRatio = 0.90 // each RPC's rps at least this fraction of the floor's
+	goalP99Ratio = 1.25 // each RPC's p99 at most this multiple of the floor's
+	goalRSSMiB   = 64   // RSS under the main load at most this
+)
+
+// The RPCs, in the order the main table interleaves them. The floor is a
+// health check on the same server: same transport, trivial handler.
+var rpcs = []struct{ key, method, label string }{
+	{"floor", "grpc.health.v1.Health/Check", "Health/Check (floor)"},
+	{"gen", "usersig.v1.UserSigService/GenerateUserSig", "GenerateUserSig"},
+	{"verify", "usersig.v1.UserSigService/VerifyUserSig", "VerifyUserSig"},
+	{"pmk", "usersig.v1.UserSigService/GeneratePrivateMapKey", "GeneratePrivateMapKey"},
+}
+
+const userSigService = "usersig.v1.UserSigService"
+
+func main() {
+	work := flag.String("work", "", "run.sh's working directory")
+	out := flag.String("out", "", "where to write results.json and the trimmed raw reports")
+	mode := flag.String("mode", "full", "full or smoke")
+	flag.Parse()
+	if *work == "" || *out == "" {
+		fmt.Fprintln(os.Stderr, "report: -work and -out are required")
+		os.Exit(2)
+	}
+	ok, err := run(*work, *out, *mode, os.Stdout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(2)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+// Run is one ghz run and what it reported.
+type Run struct {
+	Phase       string  `json:"phase"` // warmup, main or sweep
+	RPC         string  `json:"rpc"`   // floor, gen, verify or pmk
+	Method      string  `json:"method"`
+	Round       int     `json:"round"`
+	Concurrency int     `json:"concurrency"`
+	Connections int     `json:"connections"`
+	Requests    int     `json:"requests"`
+	Raw         string  `json:"raw"`
+	GhzExit     int     `json:"ghz_exit"`
+	WallSeconds float64 `json:"wall_seconds"`
+	Command     string  `json:"command"`
+	// CPU time over the run: the server's (from /proc/PID/stat, 10 ms
+	// ticks) and ghz's own (user + system).
+	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
+	GhzCPUSeconds    float64 `json:"ghz_cpu_seconds"`
+	ServerCPUPerCall float64 `json:"server_cpu_us_per_call"`
+
+	EndReason   string         `json:"end_reason"`
+	Count       int            `json:"count"`
+	RPS         float64        `json:"rps"`
+	AvgMs       float64        `json:"avg_ms"`
+	P50Ms       float64        `json:"p50_ms"`
+	P90Ms       float64        `json:"p90_ms"`
+	P99Ms       float64        `json:"p99_ms"`
+	SlowestMs   float64        `json:"slowest_ms"`
+	StatusCodes map[string]int `json:"status_codes"`
+	ErrorKinds  map[string]int `json:"error_kinds,omitempty"`
+	Errors      int            `json:"errors"` // responses whose status is not OK
+	Problem     string         `json:"problem,omitempty"`
+}
+
+// ghzReport is the part of ghz's JSON report that is read. Durations are
+// nanoseconds; latencies count only OK responses unless --count-errors.
+type ghzReport struct {
+	EndReason              string         `json:"endReason"`
+	Count                  int            `json:"count"`
+	Total                  int64          `json:"total"`
+	Average                int64          `json:"average"`
+	Slowest                int64          `json:"slowest"`
+	RPS                    float64        `json:"rps"`
+	ErrorDistribution      map[string]int `json:"errorDistribution"`
+	StatusCodeDistribution map[string]int `json:"statusCodeDistribution"`
+	LatencyDistribution    []struct {
+		Percentage int   `json:"percentage"`
+		Latency    int64 `json:"latency"`
+	} `json:"latencyDistribution"`
+}
+
+func ms(ns int64) float64 { return float64(ns) / 1e6 }
+
+func run(work, out, mode string, w io.Writer) (bool, error) {
+	meta, err := readTSVMap(filepath.Join(work, "meta.tsv"))
+	if err != nil {
+		return false, err
+	}
+	rss, err := readTSVMap(filepath.Join(work, "rss.tsv"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	runs, err := readRuns(work)
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Join(out, "raw"), 0o755); err != nil {
+		return false, err
+	}
+	for i := range runs {
+		loadRun(work, out, &runs[i])
+	}
+
+	res := Results{
+		Mode:     mode,
+		Date:     meta["date"],
+		Machine:  machine(meta),
+		Source:   map[string]string{"git_commit": meta["git_commit"], "git_dirty": meta["git_dirty"]},
+		Server:   serverInfo(meta, work),
+		Commands: commands(meta),
+		Notes: []string{
+			"ghz runs on the same machine as usersigd and competes with it for the " + meta["nproc"] + " CPUs: absolute rps and latencies are lower bounds of what the server alone could do, and the ratios to the floor (a health check on the same server) are the figures to compare.",
+			"rps is ghz's count/total (every response, OK or not); latencies are of OK responses only (ghz leaves errors out of them without --count-errors).",
+			"The main table's figures are medians across interleaved rounds; every run opens fresh connections and resolves the method by server reflection once before its calls.",
+			"Logging is on as in production: one JSON line per UserSigService call and one audit line per minted ticket, written to a file.",
+		},
+		Runs: runs,
+	}
+	res.Main = mainTable(runs, meta)
+	res.Sweep = sweepTable(runs, meta)
+	res.RSS = rssFigures(work, rss)
+	res.Checks = checks(runs, meta, work)
+	res.Checks = append(res.Checks, Check{"idle connections held", rss["idleconns_ok"] == "yes",
+		fmt.Sprintf("%s connections opened, each with a health check (idleconns_ok=%s)", rss["idleconns_n"], rss["idleconns_ok"])})
+	res.Goals = goals(res)
+	res.Problems = problems(runs, res.Checks)
+	res.OK = len(res.Problems) == 0
+	if start, err := strconv.ParseFloat(meta["start_epoch"], 64); err == nil {
+		res.DurationSeconds = math.Round(float64(time.Now().UnixNano())/1e9 - start) // up to the report
+	}
+
+	printTable(w, res)
+
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return false, err
+	}
+	path := filepath.Join(out, "results.json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return false, err
+	}
+	fmt.Fprintf(w, "\nAll figures, per-run details and the exact commands: %s\n", path)
+	return res.OK, nil
+}
+
+// Results is results.json.
+type Results struct {
+	Mode            string            `json:"mode"`
+	Date            string            `json:"date"`
+	DurationSeconds float64           `json:"duration_seconds"`
+	OK              bool              `json:"ok"`
+	Problems        []string          `json:"problems"`
+	Machine         map[string]string `json:"machine"`
+	Source          map[string]string `json:"source"`
+	Server          map[string]any    `json:"server"`
+	Commands        map[string]string `json:"commands"`
+	Notes           []string          `json:"notes"`
+	Main            MainTable         `json:"main"`
+	Sweep           SweepTable        `json:"sweep"`
+	RSS             RSSFigures        `json:"rss"`
+	Goals           []Goal            `json:"goals"`
+	Checks          []Check           `json:"checks"`
+	Runs            []Run             `json:"runs"`
+}
+
+func machine(meta map[string]string) map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"nproc", "cpu_model", "kernel", "go_version", "ghz_version", "ghz_path", "grpcurl_version", "grpcurl_path", "hostname_hash"} {
+		if v, ok := meta[k]; ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func serverInfo(meta map[string]string, work string) map[string]any {
+	s := map[string]any{
+		"grpc_addr": meta["grpc_addr"],
+		"http_addr": meta["http_addr"],
+	}
+	if b, err := os.ReadFile(filepath.Join(work, "config.yaml")); err == nil {
+		s["config"] = string(b)
+	}
+	if fi, err := os.Stat(filepath.Join(work, "server.log")); err == nil {
+		s["log_bytes"] = fi.Size()
+	}
+	return s
+}
+
+func commands(meta map[string]string) map[string]string {
+	c := map[string]string{}
+	for k, v := range meta {
+		if strings.HasPrefix(k, "cmd_") {
+			c[strings.TrimPrefix(k, "cmd_")] = v
+		}
+	}
+	return c
+}
+
+// readTSVMap reads key<TAB>value lines; a later key wins.
+func readTSVMap(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return map[string]string{}, err
+	}
+	defer f.Close()
+	m := map[string]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "\t")
+		if ok {
+			m[k] = v
+		}
+	}
+	return m, sc.Err()
+}
+
+func readRuns(work string) ([]Run, error) {
+	f, err := os.Open(filepath.Join(work, "runs.tsv"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var runs []Run
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		if len(f) != 13 {
+			return nil, fmt.Errorf("runs.tsv: %d fields, want 13: %q", len(f), sc.Text())
+		}
+		atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
+		atof := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
+		runs = append(runs, Run{
+			Phase: f[0], RPC: f[1], Method: f[2], Round: atoi(f[3]),
+			Concurrency: atoi(f[4]), Connections: atoi(f[5]), Requests: atoi(f[6]),
+			Raw: f[7], GhzExit: atoi(f[8]), WallSeconds: atof(f[9]),
+			ServerCPUSeconds: atof(f[10]), GhzCPUSeconds: atof(f[11]), Command: f[12],
+		})
+	}
+	return runs, sc.Err()
+}
+
+// loadRun reads a run's ghz report, fills in its figures and problem, and
+// writes the report without its per-request details to out/raw.
+func loadRun(work, out string, r *Run) {
+	b, err := os.ReadFile(filepath.Join(work, "raw", r.Raw))
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		r.Problem = fmt.Sprintf("ghz exited %d and wrote no report", r.GhzExit)
+		return
+	}
+	var g ghzReport
+	if err := json.Unmarshal(b, &g); err != nil {
+		r.Problem = fmt.Sprintf("ghz exited %d; its report does not parse: %v", r.GhzExit, err)
+		return
+	}
+	var full map[string]json.RawMessage
+	if json.Unmarshal(b, &full) == nil {
+		delete(full, "details")
+		if trimmed, err := json.MarshalIndent(full, "", "  "); err == nil {
+			os.WriteFile(filepath.Join(out, "raw", r.Raw), append(trimmed, '\n'), 0o644)
+		}
+	}
+	r.EndReason, r.Count, r.RPS = g.EndReason, g.Count, g.RPS
+	if g.Count > 0 {
+		r.ServerCPUPerCall = r.ServerCPUSeconds / float64(g.Count) * 1e6
+	}
+	r.AvgMs, r.SlowestMs = ms(g.Average), ms(g.Slowest)
+	r.StatusCodes, r.ErrorKinds = g.StatusCodeDistribution, g.ErrorDistribution
+	for _, l := range g.LatencyDistribution {
+		switch l.Percentage {
+		case 50:
+			r.P50Ms = ms(l.Latency)
+		case 90:
+			r.P90Ms = ms(l.Latency)
+		case 99:
+			r.P99Ms = ms(l.Latency)
+		}
+	}
+	for code, n := range g.StatusCodeDistribution {
+		if code != "OK" {
+			r.Errors += n
+		}
+	}
+	var p []string
+	if r.GhzExit == 124 {
+		p = append(p, "ghz ran past the harness's time bound and was stopped (exit 124)")
+	} else if r.GhzExit != 0 {
+		p = append(p, fmt.Sprintf("ghz exited %d", r.GhzExit))
+	}
+	if g.EndReason != "normal" {
+		p = append(p, fmt.Sprintf("ghz ended for %q, not \"normal\"", g.EndReason))
+	}
+	if g.Count != r.Requests {
+		p = append(p, fmt.Sprintf("%d responses of %d requests", g.Count, r.Requests))
+	}
+	if r.Errors > 0 {
+		p = append(p, fmt.Sprintf("%d calls errored: %s", r.Errors, codes(g.StatusCodeDistribution)))
+	}
+	r.Problem = strings.Join(p, "; ")
+}
+
+func codes(m map[string]int) string {
+	var s []string
+	for k, v := range m {
+		s = append(s, fmt.Sprintf("%s=%d", k, v))
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+func label(key string) string {
+	for _, r := range rpcs {
+		if r.key == key {
+			return r.label
+		}
+	}
+	return key
+}
+
+// MainTable is the interleaved main comparison.
+type MainTable struct {
+	Concurrency int       `json:"concurrency"`
+	Connections int       `json:"connections"`
+	Requests    int       `json:"requests_per_run"`
+	Warmup      int       `json:"warmup_requests_per_rpc"`
+	Rounds      int       `json:"rounds"`
+	Order       []string  `json:"order"`
+	RPCs        []MainRow `json:"rpcs"`
+}
+
+// MainRow is one RPC's medians across rounds, and its ratios to the floor.
+type MainRow struct {
+	RPC      string  `json:"rpc"`
+	Method   string  `json:"method"`
+	Runs     int     `json:"runs"`
+	RPS      float64 `json:"rps_median"`
+	P50Ms    float64 `json:"p50_ms_median"`
+	P99Ms    float64 `json:"p99_ms_median"`
+	Errors   int     `json:"errors"`
+	RPSRatio float64 `json:"rps_ratio_to_floor"` // of the medians
+	P99Ratio float64 `json:"p99_ratio_to_floor"`
+	// The same ratios taken within each round (against that round's floor
+	// run), then the median: less sensitive to drift between rounds.
+	RoundRPSRatio float64 `json:"rps_ratio_to_floor_per_round_median"`
+	RoundP99Ratio float64 `json:"p99_ratio_to_floor_per_round_median"`
+	// CPU: the server's microseconds per call and ghz's cores in use,
+	// medians across rounds. They show what the 2 CPUs went to.
+	ServerCPUPerCall float64    `json:"server_cpu_us_per_call_median"`
+	GhzCores         float64    `json:"ghz_cpu_cores_median"`
+	PerRound         []RoundFig `json:"per_round"`
+	RPSSpread        [2]float64 `json:"rps_min_max"`
+}
+
+// RoundFig is one round's figures for one RPC.
+type RoundFig struct {
+	Round            int     `json:"round"`
+	RPS              float64 `json:"rps"`
+	P50Ms            float64 `json:"p50_ms"`
+	P99Ms            float64 `json:"p99_ms"`
+	Errors           int     `json:"errors"`
+	RPSRatio         float64 `json:"rps_ratio_to_floor"`
+	P99Ratio         float64 `json:"p99_ratio_to_floor"`
+	ServerCPUPerCall float64 `json:"server_cpu_us_per_call"`
+	GhzCores         float64 `json:"ghz_cpu_cores"`
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0 // no figure: shown as "-"
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// ratio is a/b, or 0 (no figure) when either is missing.
+func ratio(a, b float64) float64 {
+	if a <= 0 || b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+// num formats a figure, or "-" for a missing one (0).
+func num(format string, v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+func atoiMeta(meta map[string]string, k string) int {
+	n, _ := strconv.Atoi(meta[k])
+	return n
+}
+
+func mainTable(runs []Run, meta map[string]string) MainTable {
+	t := MainTable{
+		Concurrency: atoiMeta(meta, "main_c"),
+		Connections: atoiMeta(meta, "main_conns"),
+		Requests:    atoiMeta(meta, "main_n"),
+		Warmup:      atoiMeta(meta, "warmup_n"),
+		Rounds:      atoiMeta(meta, "rounds"),
+	}
+	floorOf := map[int]Run{} // round → the floor's run
+	for _, r := range runs {
+		if r.Phase == "main" && r.RPC == "floor" {
+			floorOf[r.Round] = r
+		}
+	}
+	for _, rp := range rpcs {
+		t.Order = append(t.Order, rp.key)
+		row := MainRow{RPC: rp.key, Method: rp.method}
+		var rps, p50, p99, rr, pr, cpu, cores []float64
+		for _, r := range runs {
+			if r.Phase != "main" || r.RPC != rp.key {
+				continue
+			}
+			f := RoundFig{Round: r.Round, RPS: r.RPS, P50Ms: r.P50Ms, P99Ms: r.P99Ms, Errors: r.Errors,
+				RPSRatio: ratio(r.RPS, floorOf[r.Round].RPS), P99Ratio: ratio(r.P99Ms, floorOf[r.Round].P99Ms),
+				ServerCPUPerCall: r.ServerCPUPerCall, GhzCores: ratio(r.GhzCPUSeconds, r.WallSeconds)}
+			row.Runs++
+			row.Errors += r.Errors
+			row.PerRound = append(row.PerRound, f)
+			if r.Count > 0 {
+				rps = append(rps, r.RPS)
+				rr = append(rr, f.RPSRatio)
+				cpu = append(cpu, f.ServerCPUPerCall)
+				cores = append(cores, f.GhzCores)
+			}
+			if r.P99Ms > 0 {
+				p50 = append(p50, r.P50Ms)
+				p99 = append(p99, r.P99Ms)
+				pr = append(pr, f.P99Ratio)
+			}
+		}
+		row.RPS, row.P50Ms, row.P99Ms = median(rps), median(p50), median(p99)
+		row.RoundRPSRatio, row.RoundP99Ratio = median(rr), median(pr)
+		row.ServerCPUPerCall, row.GhzCores = median(cpu), median(cores)
+		if len(rps) > 0 {
+			s := append([]float64(nil), rps...)
+			sort.Float64s(s)
+			row.RPSSpread = [2]float64{s[0], s[len(s)-1]}
+		}
+		t.RPCs = append(t.RPCs, row)
+	}
+	floor := t.RPCs[0]
+	for i := range t.RPCs {
+		t.RPCs[i].RPSRatio = ratio(t.RPCs[i].RPS, floor.RPS)
+		t.RPCs[i].P99Ratio = ratio(t.RPCs[i].P99Ms, floor.P99Ms)
+	}
+	return t
+}
+
+// SweepTable is GenerateUserSig and the floor across concurrency and
+// connection counts.
+type SweepTable struct {
+	Requests    int         `json:"requests_per_run"`
+	Concurrency []int       `json:"concurrency"`
+	Connections []int       `json:"connections"`
+	Skipped     []string    `json:"skipped"`
+	SkipReason  string      `json:"skip_reason"`
+	Cells       []SweepCell `json:"cells"`
+}
+
+// SweepCell is one concurrency × connections pair.
+type SweepCell struct {
+	Concurrency int      `json:"concurrency"`
+	Connections int      `json:"connections"`
+	Floor       SweepFig `json:"floor"`
+	Gen         SweepFig `json:"generate_user_sig"`
+	RPSRatio    float64  `json:"rps_ratio_to_floor"`
+	P99Ratio    float64  `json:"p99_ratio_to_floor"`
+}
+
+// SweepFig is one run's figures in the sweep.
+type SweepFig struct {
+	RPS    float64 `json:"rps"`
+	P50Ms  float64 `json:"p50_ms"`
+	P99Ms  float64 `json:"p99_ms"`
+	Errors int     `json:"errors"`
+	Ran    bool    `json:"ran"`
+}
+
+func ints(s string) []int {
+	var out []int
+	for _, f := range strings.Fields(s) {
+		if n, err := strconv.Atoi(f); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func sweepTable(runs []Run, meta map[string]string) SweepTable {
+	t := SweepTable{
+		Requests:    atoiMeta(meta, "sweep_n"),
+		Concurrency: ints(meta["sweep_c"]),
+		Connections: ints(meta["sweep_conns"]),
+		Skipped:     strings.Fields(meta["sweep_skipped"]),
+		SkipReason:  "ghz refuses fewer workers than connections (-c must be at least --connections)",
+	}
+	for _, c := range t.Concurrency {
+		for _, k := range t.Connections {
+			if k > c {
+				continue
+			}
+			cell := SweepCell{Concurrency: c, Connections: k}
+			for _, r := range runs {
+				if r.Phase != "sweep" || r.Concurrency != c || r.Connections != k {
+					continue
+				}
+				f := SweepFig{RPS: r.RPS, P50Ms: r.P50Ms, P99Ms: r.P99Ms, Errors: r.Errors, Ran: r.Count > 0}
+				switch r.RPC {
+				case "floor":
+					cell.Floor = f
+				case "gen":
+					cell.Gen = f
+				}
+			}
+			cell.RPSRatio = ratio(cell.Gen.RPS, cell.Floor.RPS)
+			cell.P99Ratio = ratio(cell.Gen.P99Ms, cell.Floor.P99Ms)
+			t.Cells = append(t.Cells, cell)
+		}
+	}
+	return t
+}
+
+// RSSFigures are the server's resident memory at each stage, in MiB.
+type RSSFigures struct {
+	IdleStartMiB       float64 `json:"idle_start_mib"`
+	MainSteadyMiB      float64 `json:"main_load_steady_mib"` // median of samples taken during the main runs
+	MainMaxSampleMiB   float64 `json:"main_load_max_sample_mib"`
+	MainSamples        int     `json:"main_load_samples"`
+	MainPeakMiB        float64 `json:"main_load_peak_mib"` // VmHWM over warm-up and main runs
+	PeakReset          bool    `json:"peak_reset_before_each_stage"`
+	IdleAfterMainMiB   float64 `json:"idle_after_main_mib"`
+	SweepPeakMiB       float64 `json:"sweep_peak_mib"`
+	IdleConns          int     `json:"idle_conns"`
+	IdleConnsBeforeMiB float64 `json:"idle_conns_before_mib"`
+	IdleConnsMiB       float64 `json:"idle_conns_mib"`
+	IdleConnsPeakMiB   float64 `json:"idle_conns_peak_mib"`
+	IdleConnsKiBPer    float64 `json:"idle_conns_kib_per_conn"`
+	ServerFDsIdle      int     `json:"server_fds_idle"`
+	ServerFDsIdleConns int     `json:"server_fds_with_idle_conns"`
+	Source             string  `json:"source"`
+}
+
+func mib(kib string) float64 {
+	n, err := strconv.ParseFloat(kib, 64)
+	if err != nil {
+		return 0 // not measured: shown as "-"
+	}
+	return n / 1024
+}
+
+func rssFigures(work string, rss map[string]string) RSSFigures {
+	f := RSSFigures{
+		IdleStartMiB:       mib(rss["idle_start"]),
+		MainPeakMiB:        mib(rss["main_hwm"]),
+		PeakReset:          rss["hwm_reset"] == "yes",
+		IdleAfterMainMiB:   mib(rss["idle_after_main"]),
+		SweepPeakMiB:       mib(rss["sweep_hwm"]),
+		IdleConnsBeforeMiB: mib(rss["idleconns_before"]),
+		IdleConnsMiB:       mib(rss["idleconns"]),
+		IdleConnsPeakMiB:   mib(rss["idleconns_hwm"]),
+		Source:             "VmRSS and VmHWM from /proc/PID/status; VmHWM is reset (clear_refs 5) before each stage when the kernel allows it",
+	}
+	f.IdleConns, _ = strconv.Atoi(rss["idleconns_n"])
+	f.ServerFDsIdle, _ = strconv.Atoi(rss["fds_idle"])
+	f.ServerFDsIdleConns, _ = strconv.Atoi(rss["fds_idleconns"])
+	if f.IdleConns > 0 && f.IdleConnsMiB > 0 {
+		f.IdleConnsKiBPer = (f.IdleConnsMiB - f.IdleConnsBeforeMiB) * 1024 / float64(f.IdleConns)
+	}
+	if b, err := os.ReadFile(filepath.Join(work, "rss-samples")); err == nil {
+		var xs []float64
+		for _, l := range strings.Fields(string(b)) {
+			if v, err := strconv.ParseFloat(l, 64); err == nil {
+				xs = append(xs, v/1024)
+			}
+		}
+		f.MainSamples = len(xs)
+		if len(xs) > 0 {
+			f.MainSteadyMiB = median(xs)
+			sort.Float64s(xs)
+			f.MainMaxSampleMiB = xs[len(xs)-1]
+		}
+	}
+	return f
+}
+
+// Check is a consistency check of the run itself, not a performance goal:
+// a failed check makes the harness exit non-zero.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// checks cross-checks ghz's counts against the server's log and metrics:
+// that every call reached the server, and that logging was on.
+func checks(runs []Run, meta map[string]string, work string) []Check {
+	var out []Check
+	ok := map[string]int{}    // OK responses per method, as ghz saw them
+	calls := map[string]int{} // responses per method, as ghz saw them
+	for _, r := range runs {
+		ok[r.Method] += r.StatusCodes["OK"]
+		calls[r.Method] += r.Count
+	}
+	// grpcurl's calls before the runs: one to mint the ticket, one to check it.
+	mints, verifies := atoiMeta(meta, "mint_calls"), atoiMeta(meta, "verify_calls")
+	idle := atoiMeta(meta, "idleconns_n") // one health check per idle connection
+	ok["usersig.v1.UserSigService/GenerateUserSig"] += mints
+	calls["usersig.v1.UserSigService/GenerateUserSig"] += mints
+	ok["usersig.v1.UserSigService/VerifyUserSig"] += verifies
+	calls["usersig.v1.UserSigService/VerifyUserSig"] += verifies
+	ok["grpc.health.v1.Health/Check"] += idle
+	calls["grpc.health.v1.Health/Check"] += idle
+
+	// The server's log: one "finished call" line per UserSigService call,
+	// one "ticket issued" line per minted ticket.
+	wantCalls, wantAudit := 0, 0
+	for _, rp := range rpcs[1:] {
+		wantCalls += calls[rp.method]
+	}
+	wantAudit = ok["usersig.v1.UserSigService/GenerateUserSig"] + ok["usersig.v1.UserSigService/GeneratePrivateMapKey"]
+	gotCalls, gotAudit, gotHealth, bad, err := countLog(filepath.Join(work, "server.log"))
+	if err != nil {
+		out = append(out, Check{"server log", false, err.Error()})
+	} else {
+		out = append(out,
+			Check{"call log lines", gotCalls == wantCalls, fmt.Sprintf("%d \"finished call\" lines for UserSigService, %d calls made", gotCalls, wantCalls)},
+			Check{"audit log lines", gotAudit == wantAudit, fmt.Sprintf("%d \"ticket issued\" lines, %d tickets minted", gotAudit, wantAudit)},
+			Check{"health checks not logged", gotHealth == 0, fmt.Sprintf("%d call lines for grpc.health.v1.Health", gotHealth)},
+			Check{"no warnings or errors in the server log", bad == 0, fmt.Sprintf("%d lines at warn level or above", bad)},
+		)
+	}
+
+	// The server's metrics: grpc_server_handled_total by method and code.
+	handled, verdicts, err := readMetrics(filepath.Join(work, "metrics.txt"))
+	if err != nil {
+		out = append(out, Check{"server metrics", false, err.Error()})
+		return out
+	}
+	// VerifyUserSig answers OK for a bad ticket too, so ghz cannot tell:
+	// the server's count of verdicts can.
+	var notValid []string
+	for st, n := range verdicts {
+		if st != "VALID" && n > 0 {
+			notValid = append(notValid, fmt.Sprintf("%s=%d", st, n))
+		}
+	}
+	sort.Strings(notValid)
+	wantValid := ok["usersig.v1.UserSigService/VerifyUserSig"]
+	detail := fmt.Sprintf("server verified %d tickets VALID, %d verify calls answered OK", verdicts["VALID"], wantValid)
+	if len(notValid) > 0 {
+		detail += "; not valid: " + strings.Join(notValid, " ")
+	}
+	out = append(out, Check{"every verified ticket valid", len(notValid) == 0 && verdicts["VALID"] == wantValid, detail})
+	for _, rp := range rpcs {
+		got := handled[rp.method]
+		var nonOK []string
+		for code, n := range got {
+			if code != "OK" && n > 0 {
+				nonOK = append(nonOK, fmt.Sprintf("%s=%d", code, n))
+			}
+		}
+		sort.Strings(nonOK)
+		detail := fmt.Sprintf("server handled %d OK, clients saw %d OK", got["OK"], ok[rp.method])
+		if len(nonOK) > 0 {
+			detail += "; server answered " + strings.Join(nonOK, " ")
+		}
+		out = append(out, Check{"metrics " + rp.label, got["OK"] == ok[rp.method] && len(nonOK) == 0, detail})
+	}
+	return out
+}
+
+// countLog counts the server log's call lines for UserSigService and for
+// health, its audit lines, and its lines at warn level or above.
+func countLog(path string) (calls, audit, health, bad int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer f.Close()
+	var (
+		finished = []byte(`"msg":"finished call"`)
+		svc      = []byte(`"grpc.service":"` + userSigService + `"`)
+		hsvc     = []byte(`"grpc.service":"grpc.health.v1.Health"`)
+		issued   = []byte(`"logger":"audit","msg":"ticket issued"`)
+		info     = []byte(`{"level":"info"`)
+		debug    = []byte(`{"level":"debug"`)
+	)
+	r := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := r.ReadSlice('\n')
+		if len(line) > 0 {
+			switch {
+			case bytes.Contains(line, finished):
+				if bytes.Contains(line, svc) {
+					calls++
+				} else if bytes.Contains(line, hsvc) {
+					health++
+				}
+			case bytes.Contains(line, issued):
+				audit++
+			}
+			if !bytes.HasPrefix(line, info) && !bytes.HasPrefix(line, debug) {
+				bad++
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			// A line longer than the buffer: the rest of it follows; it is
+			// not a call line of ours, so skip to its end.
+			for err == bufio.ErrBufferFull {
+				_, err = r.ReadSlice('\n')
+			}
+		}
+		if err == io.EOF {
+			return calls, audit, health, bad, nil
+		}
+		if err != nil {
+			return calls, audit, health, bad, err
+		}
+	}
+}
+
+var (
+	sampleRE = regexp.MustCompile(`^(grpc_server_handled_total|usersig_verifications_total)\{(.*)\} (\S+)$`)
+	labelRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
+)
+
+// readMetrics reads grpc_server_handled_total as method → code → count,
+// and usersig_verifications_total as status → count.
+func readMetrics(path string) (handled map[string]map[string]int, verdicts map[string]int, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	handled, verdicts = map[string]map[string]int{}, map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		m := sampleRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		l := map[string]string{}
+		for _, kv := range labelRE.FindAllStringSubmatch(m[2], -1) {
+			l[kv[1]] = kv[2]
+		}
+		v, _ := strconv.ParseFloat(m[3], 64)
+		if m[1] == "usersig_verifications_total" {
+			verdicts[l["status"]] += int(v)
+			continue
+		}
+		method := l["grpc_service"] + "/" + l["grpc_method"]
+		if handled[method] == nil {
+			handled[method] = map[string]int{}
+		}
+		handled[method][l["grpc_code"]] += int(v)
+	}
+	if len(handled) == 0 {
+		return nil, nil, fmt.Errorf("%s has no grpc_server_handled_total", path)
+	}
+	return handled, verdicts, nil
+}
+
+// Goal is one of the maintainers' targets, reported but never asserted.
+type Goal struct {
+	Name   string  `json:"name"`
+	Target string  `json:"target"`
+	Value  float64 `json:"value"`
+	Met    bool    `json:"met"`
+	format string  // for the table; default %.2f
+}
+
+func goals(res Results) []Goal {
+	var g []Goal
+	for _, row := range res.Main.RPCs[1:] {
+		g = append(g,
+			Goal{label(row.RPC) + " rps vs floor", fmt.Sprintf(">= %.2f", goalRPSRatio), row.RPSRatio, row.RPSRatio >= goalRPSRatio, ""},
+			Goal{label(row.RPC) + " p99 vs floor", fmt.Sprintf("<= %.2fx", goalP99Ratio), row.P99Ratio, row.P99Ratio > 0 && row.P99Ratio <= goalP99Ratio, ""},
+		)
+	}
+	errs := 0
+	for _, r := range res.Runs {
+		errs += r.Errors
+	}
+	g = append(g, Goal{"errors (all runs)", "== 0", float64(errs), errs == 0, "%d"})
+	g = append(g, Goal{"RSS under the main load (peak VmHWM), MiB", fmt.Sprintf("<= %d", goalRSSMiB), res.RSS.MainPeakMiB, res.RSS.MainPeakMiB > 0 && res.RSS.MainPeakMiB <= goalRSSMiB, ""})
+	return g
+}
+
+func problems(runs []Run, checks []Check) []string {
+	p := []string{}
+	for _, r := range runs {
+		if r.Problem != "" {
+			p = append(p, fmt.Sprintf("%s %s round %d (c=%d, connections=%d): %s", r.Phase, label(r.RPC), r.Round, r.Concurrency, r.Connections, r.Problem))
+		}
+	}
+	for _, c := range checks {
+		if !c.OK {
+			p = append(p, "check failed: "+c.Name+": "+c.Detail)
+		}
+	}
+	return p
+}
+
+func yes(b bool) string {
+	if b {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func printTable(w io.Writer, res Results) {
+	m := res.Machine
+	fmt.Fprintf(w, "usersigd benchmark, %s mode, %s\n", res.Mode, res.Date)
+	fmt.Fprintf(w, "machine: %s CPUs (%s), %s, %s, ghz %s\n", m["nproc"], m["cpu_model"], m["kernel"], m["go_version"], m["ghz_version"])
+	fmt.Fprintf(w, "source:  %s%s\n", res.Source["git_commit"], map[bool]string{true: " + uncommitted changes", false: ""}[res.Source["git_dirty"] == "yes"])
+	fmt.Fprintf(w, "NOTE: ghz runs on the same %s CPUs as usersigd and competes with it for CPU; compare the ratios to the floor, not absolute figures.\n", m["nproc"])
+	if res.Mode == "smoke" {
+		fmt.Fprintln(w, "NOTE: smoke mode: runs are tiny and the figures mean little; only errors and failed runs fail it.")
+	}
+
+	mt := res.Main
+	fmt.Fprintf(w, "\nMain table: ghz -c %d --connections %d -n %d, %d round(s) interleaved (%s), after a %d-request warm-up per RPC; medians across rounds\n",
+		mt.Concurrency, mt.Connections, mt.Requests, mt.Rounds, strings.Join(mt.Order, ", "), mt.Warmup)
+	fmt.Fprintf(w, "%-22s %7s %7s %7s %6s %9s %9s %8s %5s  %s\n",
+		"RPC", "rps", "p50 ms", "p99 ms", "errors", "rps/floor", "p99/floor", "srv us/", "ghz", "rps per round")
+	fmt.Fprintf(w, "%-22s %7s %7s %7s %6s %9s %9s %8s %5s\n", "", "", "", "", "", "", "", "call", "CPUs")
+	for _, r := range mt.RPCs {
+		var per []string
+		for _, pr := range r.PerRound {
+			per = append(per, fmt.Sprintf("%.0f", pr.RPS))
+		}
+		fmt.Fprintf(w, "%-22s %7s %7s %7s %6d %9s %9s %8s %5s  %s\n",
+			strings.TrimSuffix(label(r.RPC), " (floor)"), num("%.0f", r.RPS), num("%.2f", r.P50Ms), num("%.2f", r.P99Ms), r.Errors,
+			num("%.2f", r.RPSRatio), num("%.2fx", r.P99Ratio), num("%.0f", r.ServerCPUPerCall), num("%.2f", r.GhzCores),
+			strings.Join(per, " "))
+	}
+	fmt.Fprintln(w, "(first row: the floor, Health/Check. srv us/call: the server's CPU time per call; ghz CPUs: the cores ghz itself kept busy)")
+
+	st := res.Sweep
+	fmt.Fprintf(w, "\nSweep: -n %d per run; rps and p99 (ms) of the floor and GenerateUserSig\n", st.Requests)
+	fmt.Fprintf(w, "%6s %6s   %9s %8s   %9s %8s   %9s %9s\n", "c", "conns", "floor rps", "p99", "gen rps", "p99", "rps/floor", "p99/floor")
+	for _, c := range st.Cells {
+		fmt.Fprintf(w, "%6d %6d   %9s %8s   %9s %8s   %9s %9s\n",
+			c.Concurrency, c.Connections, num("%.0f", c.Floor.RPS), num("%.2f", c.Floor.P99Ms),
+			num("%.0f", c.Gen.RPS), num("%.2f", c.Gen.P99Ms), num("%.2f", c.RPSRatio), num("%.2fx", c.P99Ratio))
+	}
+	if len(st.Skipped) > 0 {
+		fmt.Fprintf(w, "skipped (c x conns): %s: %s\n", strings.Join(st.Skipped, ", "), st.SkipReason)
+	}
+
+	r := res.RSS
+	fmt.Fprintf(w, "\nServer RSS (MiB)\n")
+	fmt.Fprintf(w, "  idle after start                  %7s\n", num("%.1f", r.IdleStartMiB))
+	fmt.Fprintf(w, "  main load, steady (median of %3d) %7s   max sample %s\n", r.MainSamples, num("%.1f", r.MainSteadyMiB), num("%.1f", r.MainMaxSampleMiB))
+	fmt.Fprintf(w, "  main load, peak (VmHWM)           %7s\n", num("%.1f", r.MainPeakMiB))
+	fmt.Fprintf(w, "  idle after the main load          %7s\n", num("%.1f", r.IdleAfterMainMiB))
+	fmt.Fprintf(w, "  sweep, peak (VmHWM)               %7s\n", num("%.1f", r.SweepPeakMiB))
+	fmt.Fprintf(w, "  %4d idle client connections      %7s   (%s before, %s KiB a connection; server fds %d -> %d; peak %s)\n",
+		r.IdleConns, num("%.1f", r.IdleConnsMiB), num("%.1f", r.IdleConnsBeforeMiB), num("%+.1f", r.IdleConnsKiBPer),
+		r.ServerFDsIdle, r.ServerFDsIdleConns, num("%.1f", r.IdleConnsPeakMiB))
+	if !r.PeakReset {
+		fmt.Fprintln(w, "  (VmHWM could not be reset between stages: each peak is the peak since the server started)")
+	}
+
+	fmt.Fprintf(w, "\nGoals (reported, not asserted)\n")
+	for _, g := range res.Goals {
+		v := num("%.2f", g.Value)
+		if g.format == "%d" {
+			v = fmt.Sprintf("%d", int(g.Value))
+		}
+		fmt.Fprintf(w, "  %-8s %-46s %10s  (target %s)\n", yes(g.Met), g.Name, v, g.Target)
+	}
+	fmt.Fprintf(w, "\nChecks (a failed check fails the run)\n")
+	for _, c := range res.Checks {
+		fmt.Fprintf(w, "  %-4s %-42s %s\n", map[bool]string{true: "ok", false: "FAIL"}[c.OK], c.Name, c.Detail)
+	}
+	if len(res.Problems) > 0 {
+		fmt.Fprintf(w, "\nPROBLEMS (%d): the run is not valid\n", len(res.Problems))
+		for _, p := range res.Problems {
+			fmt.Fprintln(w, "  - "+p)
+		}
+	} else {
+		fmt.Fprintf(w, "\nAll %d ghz runs completed with zero errors.\n", len(res.Runs))
+	}
+}

@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# bench/run.sh: measure a real usersigd on loopback with ghz.
+#
+#   bench/run.sh            full run (a few minutes): main table, sweep, RSS
+#   bench/run.sh --smoke    tiny run for CI (well under a minute after the
+#                           first tool install); fails only on errors or
+#                           failed runs, never on speed
+#   bench/run.sh --out DIR  write results.json there instead of bench/out
+#
+# It builds usersigd from this tree, starts it with a throwaway key and
+# token on 127.0.0.1 (ports chosen by the kernel), drives it with ghz, reads
+# its RSS from /proc, prints a table and writes bench/out/results.json
+# (bench/out/smoke/ in smoke mode). See bench/README.md.
+#
+# Sizes can be overridden from the environment: BENCH_MAIN_N, BENCH_WARMUP_N,
+# BENCH_ROUNDS, BENCH_SWEEP_N, BENCH_SWEEP_C, BENCH_SWEEP_CONNS,
+# BENCH_IDLE_CONNS. BENCH_KEEP_WORK=1 keeps the temporary directory (server
+# log, raw ghz reports) for a look afterwards.
+set -euo pipefail
+
+GHZ_VERSION=v0.121.0
+GRPCURL_VERSION=v1.9.4
+APP=1400000000
+USER_ID=user_0001
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MODE=full
+OUT=
+
+usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+  case $1 in
+    --smoke) MODE=smoke ;;
+    --out) OUT=${2:?--out needs a directory}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [[ $MODE == full ]]; then
+  MAIN_N=${BENCH_MAIN_N:-30000}      # per run: ~2 s for the floor, ~3-4 s for an RPC here
+  WARMUP_N=${BENCH_WARMUP_N:-3000}   # per RPC, before the first round
+  ROUNDS=${BENCH_ROUNDS:-5}
+  SWEEP_N=${BENCH_SWEEP_N:-10000}
+  SWEEP_C=${BENCH_SWEEP_C:-"1 10 50 200"}
+  SWEEP_CONNS=${BENCH_SWEEP_CONNS:-"1 4 100"}
+  IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
+  MAX_RUN=120s                       # a bound on one ghz run, never reached in a sane run
+  OUT=${OUT:-$REPO/bench/out}
+else
+  MAIN_N=${BENCH_MAIN_N:-500}
+  WARMUP_N=${BENCH_WARMUP_N:-100}
+  ROUNDS=${BENCH_ROUNDS:-1}
+  SWEEP_N=${BENCH_SWEEP_N:-200}
+  SWEEP_C=${BENCH_SWEEP_C:-"1 10"}
+  SWEEP_CONNS=${BENCH_SWEEP_CONNS:-"1 4"}
+  IDLE_CONNS=${BENCH_IDLE_CONNS:-50}
+  MAX_RUN=30s
+  OUT=${OUT:-$REPO/bench/out/smoke}
+fi
+MAIN_C=50
+MAIN_CONNS=4
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+START_EPOCH=$(date +%s.%N)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/usersig-bench.XXXXXX")
+mkdir -p "$WORK/bin" "$WORK/raw"
+SERVER_PID='' IDLE_PID='' SAMPLER_PID=''
+
+# stop ends a process this script started: TERM, then KILL after 10 s.
+stop() {
+  local pid=$1
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+  local rc=$?
+  stop "$SAMPLER_PID"
+  stop "$IDLE_PID"
+  stop "$SERVER_PID"
+  if [[ ${BENCH_KEEP_WORK:-} == 1 ]]; then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "FAILED: line $LINENO: $BASH_COMMAND"' ERR
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# meta KEY VALUE records a fact for the report (no tabs or newlines in VALUE).
+meta() { printf '%s\t%s\n' "$1" "${2//$'\n'/ }" >>"$WORK/meta.tsv"; }
+rss() { printf '%s\t%s\n' "$1" "$2" >>"$WORK/rss.tsv"; }
+
+# shq prints its arguments as one shell-quoted command line.
+shq() {
+  local a out=()
+  for a; do
+    if [[ $a =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then out+=("$a"); else out+=("'${a//\'/\'\\\'\'}'"); fi
+  done
+  printf '%s' "${out[*]}"
+}
+
+# --- tools -----------------------------------------------------------------
+
+command -v go >/dev/null || die "go is not on PATH"
+
+# modversion BINARY prints the module version a Go binary was built from.
+modversion() { go version -m "$1" 2>/dev/null | awk '$1 == "mod" { print $3; exit }'; }
+
+# tool NAME PACKAGE VERSION prints the path of NAME at VERSION: the one on
+# PATH if it is that version, else $REPO/.bin/NAME, installed there with
+# go install if need be.
+tool() {
+  local name=$1 pkg=$2 version=$3 path
+  path=$(command -v "$name" || true)
+  if [[ -n $path && $(modversion "$path") == "$version" ]]; then
+    echo "$path"; return
+  fi
+  if [[ -n $path ]]; then
+    log "$name on PATH ($path) is $(modversion "$path" || true), not $version: using $REPO/.bin/$name"
+  fi
+  path=$REPO/.bin/$name
+  if [[ ! -x $path || $(modversion "$path") != "$version" ]]; then
+    log "installing $name $version into $REPO/.bin"
+    meta "cmd_install_$name" "$(shq env GOBIN="$REPO/.bin" go install "$pkg@$version")"
+    GOBIN=$REPO/.bin go install "$pkg@$version" >&2 || die "go install $pkg@$version"
+  fi
+  echo "$path"
+}
+GHZ=$(tool ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION")
+GRPCURL=$(tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION")
+
+log "building usersigd and the bench helpers"
+(cd "$REPO" && go build -o "$WORK/bin/" ./cmd/usersigd ./bench/idleconns ./bench/report) || die "go build"
+
+meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+meta start_epoch "$START_EPOCH"
+meta mode "$MODE"
+meta nproc "$(nproc)"
+meta cpu_model "$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+meta kernel "$(uname -sr)"
+meta go_version "$(go env GOVERSION)"
+meta ghz_version "$(modversion "$GHZ")"
+meta ghz_path "$GHZ"
+meta grpcurl_version "$(modversion "$GRPCURL")"
+meta grpcurl_path "$GRPCURL"
+meta git_commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+meta git_dirty "$([[ -n $(git -C "$REPO" --no-optional-locks status --porcelain 2>/dev/null) ]] && echo yes || echo no)"
+meta cmd_build "go build -o \$WORK/bin/ ./cmd/usersigd ./bench/idleconns ./bench/report"
+
+# --- the server ----------------------------------------------------------
+
+# A throwaway key (64 hex characters, like a real Tencent key) and token.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/key"
+chmod 600 "$WORK/key"
+TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+cat >"$WORK/config.yaml" <<EOF
+grpc:
+  listen: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
+shutdown: {delay: 0s, timeout: 10s}
+apps:
+  - sdk_app_id: $APP
+    default_ttl: 4320h
+    max_ttl: 8760h
+    keys:
+      - id: primary
+        file: $WORK/key
+callers:
+  - name: bench
+    token_sha256: $(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
+    apps: [$APP]
+    methods: [GenerateUserSig, VerifyUserSig, GeneratePrivateMapKey]
+EOF
+
+log "starting usersigd (log: JSON lines to $WORK/server.log)"
+"$WORK/bin/usersigd" --config "$WORK/config.yaml" 2>"$WORK/server.log" &
+SERVER_PID=$!
+meta cmd_server "usersigd --config \$WORK/config.yaml 2>\$WORK/server.log"
+GRPC_ADDR='' HTTP_ADDR=''
+for _ in $(seq 100); do
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "usersigd exited at start"; }
+  line=$(grep -m1 '"msg":"serving"' "$WORK/server.log" || true)
+  if [[ -n $line ]]; then
+    GRPC_ADDR=$(sed -n 's/.*"grpc":"\([^"]*\)".*/\1/p' <<<"$line")
+    HTTP_ADDR=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' <<<"$line")
+    break
+  fi
+  sleep 0.1
+done
+[[ -n $GRPC_ADDR && -n $HTTP_ADDR ]] || { cat "$WORK/server.log" >&2; die "usersigd did not say it was serving within 10 s"; }
+meta grpc_addr "$GRPC_ADDR"
+meta http_addr "$HTTP_ADDR"
+log "usersigd pid $SERVER_PID serving gRPC on $GRPC_ADDR, HTTP on $HTTP_ADDR"
+
+# server_cpu prints the server's CPU time so far (user + system), in clock ticks.
+CLK_TCK=$(getconf CLK_TCK)
+server_cpu() {
+  local st
+  read -r -a st <"/proc/$SERVER_PID/stat" # the name field, (usersigd), has no spaces
+  echo $((st[13] + st[14]))
+}
+status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER_PID/status"; }
+fds() { find "/proc/$SERVER_PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+# reset_peak resets VmHWM to the current RSS (needs Linux >= 4.0 and the
+# right to write clear_refs; root has it), so each stage has its own peak.
+HWM_RESET=yes
+reset_peak() { echo 5 2>/dev/null >"/proc/$SERVER_PID/clear_refs" || HWM_RESET=no; }
+
+# --- a ticket to verify -------------------------------------------------
+
+AUTH="authorization: Bearer $TOKEN"
+GEN_DATA="{\"sdk_app_id\": $APP, \"user_id\": \"$USER_ID\", \"ttl\": \"86400s\"}"
+PMK_DATA="{\"sdk_app_id\": $APP, \"user_id\": \"$USER_ID\", \"ttl\": \"86400s\", \"room_id\": 1234, \"privilege_map\": 255}"
+minted=$("$GRPCURL" -plaintext -H "$AUTH" -d "$GEN_DATA" "$GRPC_ADDR" usersig.v1.UserSigService/GenerateUserSig) ||
+  die "grpcurl GenerateUserSig"
+meta mint_calls 1
+# shellcheck disable=SC2016 # $TOKEN stands for the token in the record
+meta cmd_mint "$(shq grpcurl -plaintext -H 'authorization: Bearer $TOKEN' -d "$GEN_DATA" "$GRPC_ADDR" usersig.v1.UserSigService/GenerateUserSig)"
+TICKET=$(sed -n 's/.*"userSig": *"\([^"]*\)".*/\1/p' <<<"$minted")
+[[ -n $TICKET ]] || die "no userSig in grpcurl's answer: $minted"
+VERIFY_DATA="{\"sdk_app_id\": $APP, \"user_id\": \"$USER_ID\", \"user_sig\": \"$TICKET\"}"
+# VerifyUserSig answers OK for a bad ticket too (valid: false), so ghz would
+# not notice one: check once that this ticket verifies.
+verdict=$("$GRPCURL" -plaintext -H "$AUTH" -d "$VERIFY_DATA" "$GRPC_ADDR" usersig.v1.UserSigService/VerifyUserSig) ||
+  die "grpcurl VerifyUserSig"
+meta verify_calls 1
+grep -q '"valid": *true' <<<"$verdict" || die "the minted ticket does not verify: $verdict"
+log "minted a ticket with grpcurl; it verifies"
+
+sleep 1
+rss idle_start "$(status_kb VmRSS)"
+rss fds_start "$(fds)"
+
+# --- ghz -----------------------------------------------------------------
+
+method_of() {
+  case $1 in
+    floor) echo grpc.health.v1.Health/Check ;;
+    gen) echo usersig.v1.UserSigService/GenerateUserSig ;;
+    verify) echo usersig.v1.UserSigService/VerifyUserSig ;;
+    pmk) echo usersig.v1.UserSigService/GeneratePrivateMapKey ;;
+  esac
+}
+data_of() {
+  case $1 in
+    floor) echo '{}' ;;
+    gen) echo "$GEN_DATA" ;;
+    verify) echo "$VERIFY_DATA" ;;
+    pmk) echo "$PMK_DATA" ;;
+  esac
+}
+
+# ghz_run PHASE RPC ROUND C CONNS N runs ghz once and records it in runs.tsv.
+# A failing ghz is recorded, not fatal: the report names it and the script
+# exits non-zero at the end.
+ghz_run() {
+  local phase=$1 rpc=$2 round=$3 c=$4 conns=$5 n=$6
+  local method file args t0 t1 cpu0 cpu1 ghz_cpu rc=0 rps codes TIMEFORMAT='%U %S'
+  method=$(method_of "$rpc")
+  file="$phase-$rpc-r$round-c$c-k$conns.json"
+  # The method is resolved by server reflection (open, once per run).
+  # Templates are off: the data is constant, and ghz then spends less CPU.
+  args=(--insecure --call "$method" -d "$(data_of "$rpc")"
+    -c "$c" --connections "$conns" -n "$n"
+    --disable-template-functions --disable-template-data -O json -o "$WORK/raw/$file")
+  [[ $rpc == floor ]] || args+=(-m "{\"authorization\":\"Bearer $TOKEN\"}")
+  args+=("$GRPC_ADDR")
+  cpu0=$(server_cpu)
+  t0=$(date +%s.%N)
+  # The time bound is timeout(1)'s, not ghz -x: in ghz v0.121.0 -x turns
+  # into -z (it drops -n and runs for the whole duration, cutting the last
+  # calls off as errors). SIGINT makes ghz stop and still write its report.
+  # bash's time gives ghz's own CPU time (user and system seconds).
+  { time timeout -s INT -k 10s "$MAX_RUN" "$GHZ" "${args[@]}" 2>"$WORK/raw/$file.stderr"; } 2>"$WORK/raw/$file.time" || rc=$?
+  t1=$(date +%s.%N)
+  cpu1=$(server_cpu)
+  ghz_cpu=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$WORK/raw/$file.time")
+  rps=$(sed -n 's/.*"rps":\([0-9]*\).*/\1/p' "$WORK/raw/$file" 2>/dev/null || true)
+  codes=$(sed -n 's/.*"statusCodeDistribution":{\([^}]*\)}.*/\1/p' "$WORK/raw/$file" 2>/dev/null || true)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$rpc" "$method" "$round" "$c" "$conns" "$n" \
+    "$file" "$rc" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
+    "$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')" "${ghz_cpu:-0}" \
+    "$(shq ghz "${args[@]}" | sed "s|$WORK|\$WORK|g; s|Bearer $TOKEN|Bearer \$TOKEN|g")" >>"$WORK/runs.tsv"
+  if ((rc != 0)); then
+    log "$phase $rpc round $round c=$c conns=$conns: ghz exited $rc: $(head -c 500 "$WORK/raw/$file.stderr")"
+  else
+    log "$phase $rpc round $round c=$c conns=$conns n=$n: ${rps:-?} rps, status ${codes:-?}"
+  fi
+}
+
+RPCS=(floor gen verify pmk)
+meta main_c "$MAIN_C"
+meta main_conns "$MAIN_CONNS"
+meta main_n "$MAIN_N"
+meta warmup_n "$WARMUP_N"
+meta rounds "$ROUNDS"
+meta max_run "$MAX_RUN"
+
+# --- 1. main table, with RSS sampled -----------------------------------
+
+reset_peak
+(
+  # VmRSS four times a second, with bash builtins only.
+  while [[ -r /proc/$SERVER_PID/status ]]; do
+    while read -r k v _; do [[ $k == VmRSS: ]] && { echo "$v"; break; }; done <"/proc/$SERVER_PID/status"
+    sleep 0.25
+  done
+) >"$WORK/rss-samples" 2>/dev/null &
+SAMPLER_PID=$!
+
+log "main table: warm-up ($WARMUP_N per RPC), then $ROUNDS round(s) of ${RPCS[*]} with -n $MAIN_N"
+for rpc in "${RPCS[@]}"; do ghz_run warmup "$rpc" 0 "$MAIN_C" "$MAIN_CONNS" "$WARMUP_N"; done
+for round in $(seq "$ROUNDS"); do
+  for rpc in "${RPCS[@]}"; do ghz_run main "$rpc" "$round" "$MAIN_C" "$MAIN_CONNS" "$MAIN_N"; done
+done
+stop "$SAMPLER_PID"
+SAMPLER_PID=
+rss main_hwm "$(status_kb VmHWM)"
+sleep 2
+rss idle_after_main "$(status_kb VmRSS)"
+
+# --- 2. sweep ------------------------------------------------------------
+
+meta sweep_n "$SWEEP_N"
+meta sweep_c "$SWEEP_C"
+meta sweep_conns "$SWEEP_CONNS"
+skipped=()
+reset_peak
+log "sweep: c in {$SWEEP_C} x connections in {$SWEEP_CONNS}, -n $SWEEP_N"
+for c in $SWEEP_C; do
+  for k in $SWEEP_CONNS; do
+    if ((k > c)); then skipped+=("${c}x$k"); continue; fi
+    for rpc in floor gen; do ghz_run sweep "$rpc" 0 "$c" "$k" "$SWEEP_N"; done
+  done
+done
+meta sweep_skipped "${skipped[*]}"
+((${#skipped[@]} == 0)) || log "sweep: skipped c x conns ${skipped[*]} (ghz needs -c >= --connections)"
+rss sweep_hwm "$(status_kb VmHWM)"
+
+# --- 3. idle connections -------------------------------------------------
+
+sleep 2
+reset_peak
+rss idleconns_n "$IDLE_CONNS"
+meta idleconns_n "$IDLE_CONNS"
+rss idleconns_before "$(status_kb VmRSS)"
+rss fds_idle "$(fds)"
+log "opening $IDLE_CONNS idle client connections"
+"$WORK/bin/idleconns" -addr "$GRPC_ADDR" -n "$IDLE_CONNS" -hold 120s >"$WORK/idleconns.out" 2>"$WORK/idleconns.err" &
+IDLE_PID=$!
+meta cmd_idleconns "idleconns -addr $GRPC_ADDR -n $IDLE_CONNS -hold 120s"
+for _ in $(seq 600); do
+  grep -q '^ready' "$WORK/idleconns.out" && break
+  kill -0 "$IDLE_PID" 2>/dev/null || break
+  sleep 0.1
+done
+if grep -q '^ready' "$WORK/idleconns.out"; then
+  sleep 1
+  rss idleconns "$(status_kb VmRSS)"
+  rss idleconns_hwm "$(status_kb VmHWM)"
+  rss fds_idleconns "$(fds)"
+  rss idleconns_ok yes
+else
+  log "idleconns did not get its connections up: $(head -c 500 "$WORK/idleconns.err")"
+  rss idleconns_ok no
+fi
+stop "$IDLE_PID"
+IDLE_PID=
+rss hwm_reset "$HWM_RESET"
+
+# --- the server's view, then stop it -----------------------------------
+
+if command -v curl >/dev/null; then
+  curl -fsS "http://$HTTP_ADDR/metrics" >"$WORK/metrics.txt" || log "could not read /metrics"
+else
+  # No curl: plain HTTP/1.0 over bash's /dev/tcp.
+  exec 3<>"/dev/tcp/${HTTP_ADDR%:*}/${HTTP_ADDR##*:}"
+  printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$HTTP_ADDR" >&3
+  sed '1,/^\r$/d' <&3 >"$WORK/metrics.txt"
+  exec 3>&-
+fi
+stop "$SERVER_PID"
+SERVER_PID=
+
+mkdir -p "$OUT"
+rm -rf "$OUT/raw" "$OUT/results.json" "$OUT/results.txt"
+rc=0
+"$WORK/bin/report" -work "$WORK" -out "$OUT" -mode "$MODE" | tee "$OUT/results.txt" || rc=${PIPESTATUS[0]}
+log "$MODE run took $(awk -v a="$START_EPOCH" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }') s; exit $rc"
+exit "$rc"
