@@ -87,8 +87,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 // identify finds the caller: by bearer token when the call carries one,
 // else by a verified client certificate.
 func identify(ctx context.Context, p *policy) (*caller, string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	if vals := md.Get("authorization"); len(vals) > 0 {
+	if vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) > 0 {
 		scheme, token, ok := strings.Cut(vals[0], " ")
 		if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(token) == "" {
 			return nil, authNotBearer, errNotBearer

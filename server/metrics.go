@@ -79,12 +79,24 @@ func newMetrics(version string) *metrics {
 	return m
 }
 
-func (m *metrics) issued(app uint64, caller, kind string) {
-	m.tickets.WithLabelValues(strconv.FormatUint(app, 10), caller, kind).Inc()
-}
-
-func (m *metrics) verified(app uint64, st signer.Status) {
-	m.verifications.WithLabelValues(strconv.FormatUint(app, 10), st.String()).Inc()
+// bind resolves a policy's counters once, so that calls only increment.
+func (m *metrics) bind(p *policy) {
+	for _, a := range p.appList {
+		id := strconv.FormatUint(a.id, 10)
+		for st := signer.Valid; st <= signer.Malformed; st++ {
+			a.verified[st] = m.verifications.WithLabelValues(id, st.String())
+		}
+	}
+	for _, c := range p.callers {
+		c.issued = map[uint64]*[2]prometheus.Counter{}
+		for _, a := range p.usableApps(c) {
+			id := strconv.FormatUint(a.id, 10)
+			c.issued[a.id] = &[2]prometheus.Counter{
+				m.tickets.WithLabelValues(id, c.name, kindUserSig),
+				m.tickets.WithLabelValues(id, c.name, kindPrivateMapKey),
+			}
+		}
+	}
 }
 
 func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }

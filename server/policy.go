@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/usersig/usersig/signer"
@@ -29,6 +30,9 @@ type app struct {
 	defaultTTL, maxTTL time.Duration
 	keys               []*signer.Key
 	keyIDs             []string
+	// verified counts VerifyUserSig outcomes by signer.Status, resolved
+	// once per config rather than by label on every call.
+	verified [signer.Malformed + 1]prometheus.Counter
 }
 
 // caller is one authenticated client and what it may do.
@@ -44,7 +48,18 @@ type caller struct {
 	userIDPattern *regexp.Regexp
 	rate          *rateSpec
 	limiter       *rate.Limiter // nil when the caller has no rate
+	// issued counts the tickets it mints, by app and kind.
+	issued map[uint64]*[2]prometheus.Counter
 }
+
+// Ticket kinds, as the audit log and the metrics name them, and their
+// index in caller.issued.
+const (
+	kindUserSig       = "usersig"
+	kindPrivateMapKey = "private_map_key"
+)
+
+var kindIndex = map[string]int{kindUserSig: 0, kindPrivateMapKey: 1}
 
 type rateSpec struct {
 	perSecond float64

@@ -1,0 +1,96 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
+	"github.com/usersig/usersig/server"
+)
+
+// BenchmarkRPC measures whole calls over loopback: client, transport, the
+// interceptor chain (metrics, the call log with zap's production JSON
+// encoder, recovery, limits, auth), the handler and the audit line. Health
+// is the floor: the same server and transport with a trivial handler. The
+// difference between a method and Health is what this service adds.
+func BenchmarkRPC(b *testing.B) {
+	dir := b.TempDir()
+	os.WriteFile(filepath.Join(dir, "primary.key"), []byte(keyPrimary), 0o600)
+	os.WriteFile(filepath.Join(dir, "old.key"), []byte(keyOld), 0o600)
+	b.Setenv("USERSIG_TEST_KEY_B", keyB)
+	cfg := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(strings.Replace(fixtureConfig, "interval: 50ms", "interval: 0s", 1), "{{dir}}", dir)), 0o600)
+	l, err := server.LoadConfig(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(io.Discard), zap.InfoLevel))
+	srv, err := server.New(l, server.Options{Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	conn, err := grpc.NewClient(srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	c, health := usersigv1.NewUserSigServiceClient(conn), healthpb.NewHealthClient(conn)
+	auth := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tokBackend)
+	minted, err := c.GenerateUserSig(auth, &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "user_0001", Ttl: dur(86400)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		call func() error
+	}{
+		{"Health", func() error {
+			_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+			return err
+		}},
+		{"GenerateUserSig", func() error {
+			_, err := c.GenerateUserSig(auth, &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "user_0001", Ttl: dur(86400)})
+			return err
+		}},
+		{"VerifyUserSig", func() error {
+			_, err := c.VerifyUserSig(auth, &usersigv1.VerifyUserSigRequest{SdkAppId: appA, UserId: "user_0001", UserSig: minted.UserSig})
+			return err
+		}},
+		{"GeneratePrivateMapKey", func() error {
+			_, err := c.GeneratePrivateMapKey(auth, &usersigv1.GeneratePrivateMapKeyRequest{SdkAppId: appA, UserId: "user_0001", Ttl: dur(86400),
+				Room: &usersigv1.GeneratePrivateMapKeyRequest_RoomId{RoomId: 1234}, PrivilegeMap: 255})
+			return err
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := bc.call(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
