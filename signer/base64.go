@@ -45,11 +45,24 @@ func (a *alphabet) appendEncode(dst, src []byte) []byte {
 	dst = slices.Grow(dst, n+2) // +2: the last 8-byte store may overhang
 	out := dst[len(dst) : len(dst)+n+2]
 	di, si := 0, 0
+	pair := &a.pair
+	for ; si+14 <= len(src); si, di = si+12, di+16 {
+		// Two independent 6-byte groups a step.
+		v := binary.BigEndian.Uint64(src[si : si+8])
+		w := binary.BigEndian.Uint64(src[si+6 : si+14])
+		o := out[di : di+16]
+		binary.LittleEndian.PutUint64(o[:8],
+			uint64(pair[v>>52])|uint64(pair[v>>40&0xfff])<<16|
+				uint64(pair[v>>28&0xfff])<<32|uint64(pair[v>>16&0xfff])<<48)
+		binary.LittleEndian.PutUint64(o[8:],
+			uint64(pair[w>>52])|uint64(pair[w>>40&0xfff])<<16|
+				uint64(pair[w>>28&0xfff])<<32|uint64(pair[w>>16&0xfff])<<48)
+	}
 	for ; si+8 <= len(src); si, di = si+6, di+8 {
-		v := binary.BigEndian.Uint64(src[si:])
-		binary.LittleEndian.PutUint64(out[di:],
-			uint64(a.pair[v>>52])|uint64(a.pair[v>>40&0xfff])<<16|
-				uint64(a.pair[v>>28&0xfff])<<32|uint64(a.pair[v>>16&0xfff])<<48)
+		v := binary.BigEndian.Uint64(src[si : si+8])
+		binary.LittleEndian.PutUint64(out[di:di+8],
+			uint64(pair[v>>52])|uint64(pair[v>>40&0xfff])<<16|
+				uint64(pair[v>>28&0xfff])<<32|uint64(pair[v>>16&0xfff])<<48)
 	}
 	for ; si+3 <= len(src); si, di = si+3, di+4 {
 		v := uint(src[si])<<16 | uint(src[si+1])<<8 | uint(src[si+2])
@@ -88,24 +101,25 @@ func appendDecode[S string | []byte](a *alphabet, dst []byte, s S, padOptional b
 	}
 	dst = slices.Grow(dst, m+2) // +2: the last 8-byte store may overhang
 	out := dst[len(dst) : len(dst)+m+2]
-	di, si := 0, 0
-	for ; si+8 <= n; si, di = si+8, di+6 {
+	rest := s[:n]
+	dec := &a.dec
+	for len(rest) >= 8 {
 		// Eight independent lookups: a loop would chain them.
-		q := s[si : si+8]
-		c0, c1, c2, c3 := a.dec[q[0]], a.dec[q[1]], a.dec[q[2]], a.dec[q[3]]
-		c4, c5, c6, c7 := a.dec[q[4]], a.dec[q[5]], a.dec[q[6]], a.dec[q[7]]
+		c0, c1, c2, c3 := dec[rest[0]], dec[rest[1]], dec[rest[2]], dec[rest[3]]
+		c4, c5, c6, c7 := dec[rest[4]], dec[rest[5]], dec[rest[6]], dec[rest[7]]
 		if (c0|c1|c2|c3|c4|c5|c6|c7)&0xc0 != 0 {
 			return dst, errBase64
 		}
-		binary.BigEndian.PutUint64(out[di:],
+		binary.BigEndian.PutUint64(out,
 			uint64(c0)<<58|uint64(c1)<<52|uint64(c2)<<46|uint64(c3)<<40|
 				uint64(c4)<<34|uint64(c5)<<28|uint64(c6)<<22|uint64(c7)<<16)
+		rest, out = rest[8:], out[6:]
 	}
-	if r := n - si; r > 0 {
+	if r := len(rest); r > 0 {
 		var v uint64
 		var bad byte
 		for j := range r {
-			c := a.dec[s[si+j]]
+			c := dec[rest[j]]
 			bad |= c
 			v = v<<6 | uint64(c)
 		}
@@ -114,7 +128,7 @@ func appendDecode[S string | []byte](a *alphabet, dst []byte, s S, padOptional b
 		}
 		v <<= 64 - 6*uint(r)
 		for j := 0; j < r*6/8; j++ {
-			out[di+j] = byte(v >> (56 - 8*uint(j)))
+			out[j] = byte(v >> (56 - 8*uint(j)))
 		}
 	}
 	return dst[:len(dst)+m], nil
