@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
-# Installs the pinned tools the checks need into ./.bin (idempotent).
-# Sourced by .ci/run and bench/run.sh; puts ./.bin first on PATH.
-set -euo pipefail
+# The pinned tools the checks and the benchmark use, installed into ./.bin
+# from the Go module proxy. Source it, then call install_tools NAME...; it
+# puts ./.bin first on PATH. This is the one place their versions are set.
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export GOBIN="$root/.bin"
 export PATH="$GOBIN:$PATH"
 
-# name  module@version
+# name  package  version
 tools=(
-  "buf github.com/bufbuild/buf/cmd/buf@v1.75.0"
-  "grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4"
-  "ghz github.com/bojand/ghz/cmd/ghz@v0.121.0"
+  "buf github.com/bufbuild/buf/cmd/buf v1.75.0"
+  "grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.4"
+  "ghz github.com/bojand/ghz/cmd/ghz v0.121.0"
 )
 
-# install_tools NAME... installs the named tools that are not there yet.
+# tool_version BINARY prints the module version a Go binary was built from.
+tool_version() { go version -m "$1" 2>/dev/null | awk '$1 == "mod" { print $3; exit }'; }
+
+# install_tools NAME... installs the named tools into ./.bin unless the
+# pinned version is there already.
 install_tools() {
-  local want spec name
+  local want name pkg version
   for want in "$@"; do
     for spec in "${tools[@]}"; do
-      name=${spec%% *}
+      read -r name pkg version <<<"$spec"
       [ "$name" = "$want" ] || continue
-      if [ ! -x "$GOBIN/$name" ]; then
-        echo "installing ${spec#* }" >&2
-        go install "${spec#* }"
+      if [ "$(tool_version "$GOBIN/$name")" != "$version" ]; then
+        echo "installing $pkg@$version into $GOBIN" >&2
+        go install "$pkg@$version" || return 1
       fi
     done
   done

@@ -18,8 +18,6 @@
 # log, raw ghz reports) for a look afterwards.
 set -euo pipefail
 
-GHZ_VERSION=v0.121.0
-GRPCURL_VERSION=v1.9.4
 APP=1400000000
 USER_ID=user_0001
 
@@ -117,31 +115,13 @@ shq() {
 
 command -v go >/dev/null || die "go is not on PATH"
 
-# modversion BINARY prints the module version a Go binary was built from.
-modversion() { go version -m "$1" 2>/dev/null | awk '$1 == "mod" { print $3; exit }'; }
-
-# tool NAME PACKAGE VERSION prints the path of NAME at VERSION: the one on
-# PATH if it is that version, else $REPO/.bin/NAME, installed there with
-# go install if need be.
-tool() {
-  local name=$1 pkg=$2 version=$3 path
-  path=$(command -v "$name" || true)
-  if [[ -n $path && $(modversion "$path") == "$version" ]]; then
-    echo "$path"; return
-  fi
-  if [[ -n $path ]]; then
-    log "$name on PATH ($path) is $(modversion "$path" || true), not $version: using $REPO/.bin/$name"
-  fi
-  path=$REPO/.bin/$name
-  if [[ ! -x $path || $(modversion "$path") != "$version" ]]; then
-    log "installing $name $version into $REPO/.bin"
-    meta "cmd_install_$name" "$(shq env GOBIN="$REPO/.bin" go install "$pkg@$version")"
-    GOBIN=$REPO/.bin go install "$pkg@$version" >&2 || die "go install $pkg@$version"
-  fi
-  echo "$path"
-}
-GHZ=$(tool ghz github.com/bojand/ghz/cmd/ghz "$GHZ_VERSION")
-GRPCURL=$(tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl "$GRPCURL_VERSION")
+# The pinned ghz and grpcurl, in $REPO/.bin (.ci/tools.sh holds the versions).
+# shellcheck source=../.ci/tools.sh
+source "$REPO/.ci/tools.sh"
+install_tools ghz grpcurl >&2 || die "installing ghz and grpcurl"
+GHZ=$REPO/.bin/ghz
+GRPCURL=$REPO/.bin/grpcurl
+modversion() { tool_version "$@"; }
 
 log "building usersigd and the bench helpers"
 (cd "$REPO" && go build -o "$WORK/bin/" ./cmd/usersigd ./bench/idleconns ./bench/report) || die "go build"
