@@ -41,6 +41,8 @@ const (
 	// scaled-out deployment rebalances connections to new replicas.
 	maxConnectionAge      = 10 * time.Minute
 	maxConnectionAgeGrace = 30 * time.Second
+	// maxStreamsPerConn bounds the calls in flight on one connection.
+	maxStreamsPerConn = 256
 )
 
 // Options are what the command gives the server beside its config.
@@ -122,7 +124,11 @@ func (s *Server) buildGRPC() error {
 	recoveryOpt := recovery.WithRecoveryHandlerContext(s.recovered)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Workers keep their grown stacks; a goroutine per stream grows one
+		// on every call (see docs/benchmarks.md).
 		grpc.NumStreamWorkers(64),
+		// Calls beyond this on one connection wait in the client, not here.
+		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      maxConnectionAge,

@@ -145,8 +145,10 @@ func TestOverload(t *testing.T) {
 	}
 	peak := peakRSS(t, p.cmd.Process.Pid)
 	t.Logf("overload, %d calls with 2,000 in flight: %v; peak RSS %d MiB", calls, counts, peak>>20)
-	if peak > 256<<20 {
-		t.Errorf("peak RSS %d MiB under overload, want it bounded (at most 256 MiB)", peak>>20)
+	// usersigd's default soft memory limit is 192 MiB; the bound leaves room
+	// for what is not heap. A leak per call would pass it long before 20,000.
+	if peak > 320<<20 {
+		t.Errorf("peak RSS %d MiB under overload, want it bounded (at most 320 MiB)", peak>>20)
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {

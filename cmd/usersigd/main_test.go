@@ -176,7 +176,8 @@ func TestServeReloadDrain(t *testing.T) {
 	os.WriteFile(cfgPath, []byte(config(dir, "")), 0o600)
 	p := start(t, "--config", cfgPath)
 	c := client(t, p.grpcAddr)
-	if _, err := c.GenerateUserSig(bearer(token), &usersigv1.GenerateUserSigRequest{UserId: "u1"}); err != nil {
+	minted, err := c.GenerateUserSig(bearer(token), &usersigv1.GenerateUserSigRequest{UserId: "u1"})
+	if err != nil {
 		t.Fatalf("GenerateUserSig: %v", err)
 	}
 
@@ -206,8 +207,10 @@ func TestServeReloadDrain(t *testing.T) {
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0\n%s", code, p.logs())
 	}
-	if strings.Contains(p.logs(), key) || strings.Contains(p.logs(), token) {
-		t.Errorf("the logs hold the key or the token")
+	for _, secret := range []string{key, token, minted.UserSig, minted.UserSig[:20]} {
+		if strings.Contains(p.logs(), secret) {
+			t.Errorf("the logs hold a key, token or ticket: %q", secret)
+		}
 	}
 	for _, line := range strings.Split(strings.TrimSpace(p.logs()), "\n") {
 		if !json.Valid([]byte(line)) {
