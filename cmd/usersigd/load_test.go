@@ -21,11 +21,7 @@ import (
 // Every call it accepted completes OK, calls after the drain are refused
 // with UNAVAILABLE (nothing else), and it exits 0 within the timeout.
 func TestSIGTERMUnderLoad(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "key"), []byte(key), 0o600)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfgPath, []byte(strings.Replace(config(dir, ""), "shutdown: {delay: 500ms, timeout: 5s}", "shutdown: {delay: 300ms, timeout: 5s}", 1)), 0o600)
-	p := start(t, "--config", cfgPath)
+	p := startConfigured(t, "shutdown: {delay: 500ms, timeout: 5s}", "shutdown: {delay: 300ms, timeout: 5s}")
 	c := client(t, p.grpcAddr)
 
 	const (
@@ -98,11 +94,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 // excess with RESOURCE_EXHAUSTED or lets deadlines pass, keeps serving,
 // and its memory stays bounded.
 func TestOverload(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "key"), []byte(key), 0o600)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfgPath, []byte(strings.Replace(config(dir, ""), "grpc: {listen: 127.0.0.1:0}", "grpc: {listen: 127.0.0.1:0, max_concurrent_calls: 2}", 1)), 0o600)
-	p := start(t, "--config", cfgPath)
+	p := startConfigured(t, "grpc: {listen: 127.0.0.1:0}", "grpc: {listen: 127.0.0.1:0, max_concurrent_calls: 2}")
 
 	const calls = 20000
 	clients := make([]usersigv1.UserSigServiceClient, 16)
@@ -154,6 +146,17 @@ func TestOverload(t *testing.T) {
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit status %d after the overload", code)
 	}
+}
+
+// startConfigured starts usersigd on the test config with one setting
+// replaced.
+func startConfigured(t *testing.T, setting, replacement string) *proc {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "key"), []byte(key), 0o600)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	os.WriteFile(cfgPath, []byte(strings.Replace(config(dir, ""), setting, replacement, 1)), 0o600)
+	return start(t, "--config", cfgPath)
 }
 
 // peakRSS reads a process's peak resident set size (VmHWM), in bytes.
