@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -22,6 +23,9 @@ func TestTracing(t *testing.T) {
 		t.Fatal(err)
 	}
 	healthpb.NewHealthClient(ts.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	// The server ends a call's span after the client has its answer.
+	waitFor(t, "the GenerateUserSig span", func() bool { return len(rec.Ended()) > 0 })
+	time.Sleep(50 * time.Millisecond) // and the health check's, were it traced
 	spans := rec.Ended()
 	if len(spans) != 1 || spans[0].Name() != "usersig.v1.UserSigService/GenerateUserSig" {
 		names := []string{}
