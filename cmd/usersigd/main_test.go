@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -66,57 +65,63 @@ callers:
 
 // proc is a running usersigd.
 type proc struct {
-	cmd      *exec.Cmd
-	mu       sync.Mutex
-	stderr   strings.Builder
-	stdout   strings.Builder
-	grpcAddr string
-	httpAddr string
-	exited   chan error
+	cmd            *exec.Cmd
+	stderr, stdout *output
+	grpcAddr       string
+	httpAddr       string
+	exited         chan error
 }
 
-func (p *proc) logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stderr.String()
+func (p *proc) logs() string { return p.stderr.String() }
+
+// output collects what a process writes. exec copies into it and finishes
+// before Wait returns, so nothing written before the exit is missed (a
+// pipe read beside Wait can lose the tail). serving receives the first
+// "serving" log line.
+type output struct {
+	mu      sync.Mutex
+	buf     strings.Builder
+	partial string
+	serving chan [2]string
+}
+
+func (o *output) Write(b []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(b)
+	lines := strings.Split(o.partial+string(b), "\n")
+	o.partial = lines[len(lines)-1]
+	for _, line := range lines[:len(lines)-1] {
+		var l struct{ Msg, GRPC, HTTP string }
+		if o.serving != nil && json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" {
+			o.serving <- [2]string{l.GRPC, l.HTTP}
+			o.serving = nil
+		}
+	}
+	return len(b), nil
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
 }
 
 // start runs usersigd and waits for its "serving" line.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan error, 1)}
-	stderr, _ := p.cmd.StderrPipe()
-	stdout, _ := p.cmd.StdoutPipe()
+	serving := make(chan [2]string, 1)
+	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan error, 1),
+		stderr: &output{serving: serving}, stdout: &output{}}
+	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stdout
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	serving := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.stderr.WriteString(line + "\n")
-			p.mu.Unlock()
-			var l struct{ Msg, GRPC, HTTP string }
-			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" {
-				p.grpcAddr, p.httpAddr = l.GRPC, l.HTTP
-				close(serving)
-			}
-		}
-	}()
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.stdout.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
 	go func() { p.exited <- p.cmd.Wait() }()
 	t.Cleanup(func() { p.cmd.Process.Kill() })
 	select {
-	case <-serving:
+	case addrs := <-serving:
+		p.grpcAddr, p.httpAddr = addrs[0], addrs[1]
 	case err := <-p.exited:
 		t.Fatalf("usersigd exited before serving: %v\n%s", err, p.logs())
 	case <-time.After(15 * time.Second):
@@ -275,9 +280,7 @@ func TestDev(t *testing.T) {
 		t.Errorf("--dev serves on %s, want 127.0.0.1:50051", p.grpcAddr)
 	}
 	time.Sleep(50 * time.Millisecond) // let the banner land
-	p.mu.Lock()
 	banner := p.stdout.String()
-	p.mu.Unlock()
 	m := regexp.MustCompile(`export TOKEN=(\S+)`).FindStringSubmatch(banner)
 	if m == nil || !strings.Contains(banner, "grpcurl -plaintext -H \"authorization: Bearer $TOKEN\"") {
 		t.Fatalf("the --dev banner lacks the token or the grpcurl commands:\n%s", banner)
