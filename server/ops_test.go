@@ -71,7 +71,7 @@ func TestMetrics(t *testing.T) {
 // TestDrain: on shutdown the server reports not ready at once but keeps
 // serving for shutdown.delay, then refuses new calls and stops.
 func TestDrain(t *testing.T) {
-	config := strings.Replace(fixtureConfig, "reload:", "shutdown: {delay: 700ms, timeout: 5s}\nreload:", 1)
+	config := strings.Replace(fixtureConfig, "reload:", "shutdown: {delay: 2s, timeout: 5s}\nreload:", 1)
 	ts := startServer(t, config)
 	health := healthpb.NewHealthClient(ts.conn)
 	if code, _ := ts.httpGet("/readyz"); code != 200 {

@@ -21,7 +21,7 @@ import (
 // Every call it accepted completes OK, calls after the drain are refused
 // with UNAVAILABLE (nothing else), and it exits 0 within the timeout.
 func TestSIGTERMUnderLoad(t *testing.T) {
-	p := startConfigured(t, "shutdown: {delay: 500ms, timeout: 5s}", "shutdown: {delay: 300ms, timeout: 5s}")
+	p := startConfigured(t, "shutdown: {delay: 2s, timeout: 5s}", "shutdown: {delay: 300ms, timeout: 5s}")
 	c := client(t, p.grpcAddr)
 
 	const (

@@ -50,7 +50,7 @@ func config(dir string, extra string) string {
 	sum := sha256.Sum256([]byte(token))
 	return `grpc: {listen: 127.0.0.1:0}
 http: {listen: 127.0.0.1:0}
-shutdown: {delay: 500ms, timeout: 5s}
+shutdown: {delay: 2s, timeout: 5s}
 reload: {interval: 0s}
 apps:
   - sdk_app_id: 1400000000
