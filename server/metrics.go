@@ -7,6 +7,7 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
 
 	"github.com/usersig/usersig/signer"
 )
@@ -79,8 +80,9 @@ func newMetrics(version string) *metrics {
 	return m
 }
 
-// bind resolves a policy's counters once, so that calls only increment.
-func (m *metrics) bind(p *policy) {
+// bind resolves a policy's counters once, so that calls only increment,
+// and gives each caller's (app, kind) its audit logger, a child of audit.
+func (m *metrics) bind(p *policy, audit *zap.Logger) {
 	for _, a := range p.appList {
 		id := strconv.FormatUint(a.id, 10)
 		for st := signer.Valid; st <= signer.Malformed; st++ {
@@ -88,13 +90,18 @@ func (m *metrics) bind(p *policy) {
 		}
 	}
 	for _, c := range p.callers {
-		c.issued = map[uint64]*[2]prometheus.Counter{}
+		c.issued = map[uint64]*[numKinds]issuance{}
 		for _, a := range p.usableApps(c) {
 			id := strconv.FormatUint(a.id, 10)
-			c.issued[a.id] = &[2]prometheus.Counter{
-				m.tickets.WithLabelValues(id, c.name, kindUserSig),
-				m.tickets.WithLabelValues(id, c.name, kindPrivateMapKey),
+			is := new([numKinds]issuance)
+			for k := range numKinds {
+				is[k] = issuance{
+					count: m.tickets.WithLabelValues(id, c.name, k.String()),
+					audit: audit.With(zap.String("caller", c.name), zap.Uint64("sdk_app_id", a.id),
+						zap.String("key_id", a.keyIDs[0]), zap.Stringer("kind", k)),
+				}
 			}
+			c.issued[a.id] = is
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
 	"github.com/usersig/usersig/signer"
@@ -48,18 +49,30 @@ type caller struct {
 	userIDPattern *regexp.Regexp
 	rate          *rateSpec
 	limiter       *rate.Limiter // nil when the caller has no rate
-	// issued counts the tickets it mints, by app and kind.
-	issued map[uint64]*[2]prometheus.Counter
+	// issued records the tickets it mints, by app and kind.
+	issued map[uint64]*[numKinds]issuance
 }
 
-// Ticket kinds, as the audit log and the metrics name them, and their
-// index in caller.issued.
+// ticketKind is the kind of ticket a call mints; it indexes caller.issued.
+type ticketKind int
+
 const (
-	kindUserSig       = "usersig"
-	kindPrivateMapKey = "private_map_key"
+	kindUserSig ticketKind = iota
+	kindPrivateMapKey
+	numKinds
 )
 
-var kindIndex = map[string]int{kindUserSig: 0, kindPrivateMapKey: 1}
+// String is the kind as the audit log and the metrics name it.
+func (k ticketKind) String() string { return [numKinds]string{"usersig", "private_map_key"}[k] }
+
+// issuance is where a minted ticket of one caller, app and kind is
+// recorded: its counter, and the audit logger with the caller, app, key
+// id and kind already encoded, so that a call encodes only the user id
+// and the lifetime.
+type issuance struct {
+	count prometheus.Counter
+	audit *zap.Logger
+}
 
 type rateSpec struct {
 	perSecond float64

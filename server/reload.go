@@ -23,7 +23,7 @@ func (s *Server) install(l *Loaded, pre []fileStamp) {
 		p.generation = old.generation + 1
 	}
 	p.inheritLimiters(old)
-	s.metrics.bind(p)
+	s.metrics.bind(p, s.audit)
 	s.policy.Store(p)
 	if s.opts.LogLevel != nil {
 		if lvl, err := zapcore.ParseLevel(l.Config.Log.Level); err == nil {

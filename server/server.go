@@ -16,11 +16,9 @@ import (
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -113,14 +111,8 @@ var isService = selector.MatchFunc(func(_ context.Context, c interceptors.CallMe
 	return c.Service == usersigv1.UserSigService_ServiceDesc.ServiceName
 })
 
-// notHealth matches every call but health checks, which probes make every
-// few seconds and which would flood the call log.
-var notHealth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-	return c.Service != healthpb.Health_ServiceDesc.ServiceName
-})
-
 func (s *Server) buildGRPC() error {
-	logOpts := callLogOptions(s.callLogFields)
+	calls := &callLog{log: s.grpcLog}
 	recoveryOpt := recovery.WithRecoveryHandlerContext(s.recovered)
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
@@ -137,12 +129,12 @@ func (s *Server) buildGRPC() error {
 			Timeout:               20 * time.Second,
 		}),
 		// Read from the outside in: call info for the inner ones to fill,
-		// metrics, the call log, panic recovery, then for UserSigService
+		// metrics, the call log (calllog.go), panic recovery, then for UserSigService
 		// calls the concurrency and deadline limits and authentication.
 		grpc.ChainUnaryInterceptor(
 			unaryCallInfo,
 			s.metrics.grpc.UnaryServerInterceptor(),
-			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(zapLogger(s.grpcLog), logOpts...), notHealth),
+			calls.unary,
 			recovery.UnaryServerInterceptor(recoveryOpt),
 			selector.UnaryServerInterceptor(s.limitCall, isService),
 			selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.authenticate), isService),
@@ -150,7 +142,7 @@ func (s *Server) buildGRPC() error {
 		grpc.ChainStreamInterceptor(
 			streamCallInfo,
 			s.metrics.grpc.StreamServerInterceptor(),
-			selector.StreamServerInterceptor(logging.StreamServerInterceptor(zapLogger(s.grpcLog), logOpts...), notHealth),
+			calls.stream,
 			recovery.StreamServerInterceptor(recoveryOpt),
 			selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.authenticate), isService),
 		),
@@ -172,6 +164,7 @@ func (s *Server) buildGRPC() error {
 	s.health.SetServingStatus(usersigv1.UserSigService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	calls.learn(s.grpc)
 	s.metrics.grpc.InitializeMetrics(s.grpc)
 	return nil
 }
@@ -214,20 +207,6 @@ type contextStream struct {
 
 func (c *contextStream) Context() context.Context { return c.ctx }
 
-// callLogFields adds the caller and, when the call is traced, its trace
-// id to the call's log line. The logging interceptor asks again when the
-// call has finished, by which time authentication has named the caller.
-func (s *Server) callLogFields(ctx context.Context) logging.Fields {
-	var f logging.Fields
-	if name := callInfoFrom(ctx).callerName(); name != "" {
-		f = append(f, "caller", name)
-	}
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		f = append(f, "trace_id", sc.TraceID().String())
-	}
-	return f
-}
-
 // recovered logs a panic (never the request) and answers INTERNAL with a
 // constant message: a panic's value must not reach the client.
 func (s *Server) recovered(ctx context.Context, p any) error {
@@ -244,60 +223,9 @@ func (s *Server) limitCall(ctx context.Context, req any, _ *grpc.UnaryServerInfo
 		return nil, errOverloaded
 	}
 	defer s.inflight.Add(-1)
-	maxCall := s.cfg.GRPC.MaxCallDuration.d
-	if d, ok := ctx.Deadline(); !ok || time.Until(d) > maxCall {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, maxCall)
-		defer cancel()
-	}
+	ctx = capDeadline(ctx, s.cfg.GRPC.MaxCallDuration.d)
+	defer releaseDeadline(ctx)
 	return handler(ctx, req)
-}
-
-// callLogOptions configure the call log: one line when a call finishes,
-// with the service, method, peer, caller, code and duration. The protocol,
-// component and method type fields say nothing here (always grpc, server,
-// unary) and each costs allocations on every call, so they are left out.
-func callLogOptions(fields func(context.Context) logging.Fields) []logging.Option {
-	return []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithFieldsFromContext(fields),
-		logging.WithDisableLoggingFields(logging.SystemTag[0], logging.ComponentFieldKey, logging.MethodTypeFieldKey),
-		logging.WithDurationField(func(d time.Duration) logging.Fields {
-			return logging.Fields{"grpc.time_ms", float64(d.Microseconds()) / 1000}
-		}),
-	}
-}
-
-// zapLogger adapts zap to go-grpc-middleware's logging, as its examples do.
-func zapLogger(l *zap.Logger) logging.Logger {
-	return logging.LoggerFunc(func(_ context.Context, lvl logging.Level, msg string, fields ...any) {
-		f := make([]zap.Field, 0, len(fields)/2)
-		for i := 0; i+1 < len(fields); i += 2 {
-			key, _ := fields[i].(string)
-			switch v := fields[i+1].(type) {
-			case string:
-				f = append(f, zap.String(key, v))
-			case int:
-				f = append(f, zap.Int(key, v))
-			case bool:
-				f = append(f, zap.Bool(key, v))
-			case float64:
-				f = append(f, zap.Float64(key, v))
-			default:
-				f = append(f, zap.Any(key, v))
-			}
-		}
-		switch lvl {
-		case logging.LevelDebug:
-			l.Debug(msg, f...)
-		case logging.LevelInfo:
-			l.Info(msg, f...)
-		case logging.LevelWarn:
-			l.Warn(msg, f...)
-		default:
-			l.Error(msg, f...)
-		}
-	})
 }
 
 func (s *Server) buildHTTP() {
