@@ -77,7 +77,7 @@ func (l *callLog) write(ctx context.Context, fullMethod string, start time.Time,
 	st, _ := status.FromError(err) // a plain error is UNKNOWN, as gRPC answers it
 	code := st.Code()
 	log, f := l.methods[fullMethod], make([]zapcore.Field, 0, callLogFields)
-	if log == nil { // a method no service registered: gRPC answers UNIMPLEMENTED
+	if log == nil { // a service registered after learn ran
 		log = l.log
 		service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 		f = append(f, zap.String("grpc.service", service), zap.String("grpc.method", method))

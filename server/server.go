@@ -70,6 +70,7 @@ type Server struct {
 	policy                         atomic.Pointer[policy]
 	metrics                        *metrics
 	grpc                           *grpc.Server
+	unary                          []grpc.UnaryServerInterceptor // the chain, outermost first
 	health                         *health.Server
 	http                           *http.Server
 	grpcLis, httpLis               net.Listener
@@ -114,6 +115,18 @@ var isService = selector.MatchFunc(func(_ context.Context, c interceptors.CallMe
 func (s *Server) buildGRPC() error {
 	calls := &callLog{log: s.grpcLog}
 	recoveryOpt := recovery.WithRecoveryHandlerContext(s.recovered)
+	// Read from the outside in: call info for the inner ones to fill,
+	// metrics, the call log (calllog.go), panic recovery, then for
+	// UserSigService calls the concurrency and deadline limits and
+	// authentication.
+	s.unary = []grpc.UnaryServerInterceptor{
+		unaryCallInfo,
+		s.metrics.grpc.UnaryServerInterceptor(),
+		calls.unary,
+		recovery.UnaryServerInterceptor(recoveryOpt),
+		selector.UnaryServerInterceptor(s.limitCall, isService),
+		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.authenticate), isService),
+	}
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// Workers keep their grown stacks; a goroutine per stream grows one
@@ -128,17 +141,7 @@ func (s *Server) buildGRPC() error {
 			Time:                  time.Minute,
 			Timeout:               20 * time.Second,
 		}),
-		// Read from the outside in: call info for the inner ones to fill,
-		// metrics, the call log (calllog.go), panic recovery, then for UserSigService
-		// calls the concurrency and deadline limits and authentication.
-		grpc.ChainUnaryInterceptor(
-			unaryCallInfo,
-			s.metrics.grpc.UnaryServerInterceptor(),
-			calls.unary,
-			recovery.UnaryServerInterceptor(recoveryOpt),
-			selector.UnaryServerInterceptor(s.limitCall, isService),
-			selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.authenticate), isService),
-		),
+		grpc.ChainUnaryInterceptor(s.unary...),
 		grpc.ChainStreamInterceptor(
 			streamCallInfo,
 			s.metrics.grpc.StreamServerInterceptor(),

@@ -34,14 +34,21 @@ func (h *service) GenerateUserSig(ctx context.Context, req *usersigv1.GenerateUs
 		return nil, fromSigner(err)
 	}
 	h.s.issued(ci, a, kindUserSig, req.GetUserId(), ttl)
-	return &usersigv1.GenerateUserSigResponse{
-		UserSig:    is.Ticket,
-		SdkAppId:   a.id,
-		UserId:     req.GetUserId(),
-		IssueTime:  timestamppb.New(is.IssueTime),
-		ExpireTime: timestamppb.New(is.ExpireTime),
-		KeyId:      a.keyIDs[0],
-	}, nil
+	r := new(struct {
+		usersigv1.GenerateUserSigResponse
+		times issueTimes
+	}) // one allocation for the answer and its times
+	r.UserSig, r.SdkAppId, r.UserId, r.KeyId = is.Ticket, a.id, req.GetUserId(), a.keyIDs[0]
+	r.IssueTime, r.ExpireTime = r.times.set(is)
+	return &r.GenerateUserSigResponse, nil
+}
+
+// issueTimes are the issue and expiry times of an answer, allocated with it.
+type issueTimes struct{ issue, expire timestamppb.Timestamp }
+
+func (t *issueTimes) set(is signer.Issued) (issue, expire *timestamppb.Timestamp) {
+	t.issue.Seconds, t.expire.Seconds = is.IssueTime.Unix(), is.ExpireTime.Unix()
+	return &t.issue, &t.expire
 }
 
 func (h *service) VerifyUserSig(ctx context.Context, req *usersigv1.VerifyUserSigRequest) (*usersigv1.VerifyUserSigResponse, error) {
@@ -87,14 +94,13 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 		return nil, fromSigner(err)
 	}
 	h.s.issued(ci, a, kindPrivateMapKey, req.GetUserId(), ttl)
-	return &usersigv1.GeneratePrivateMapKeyResponse{
-		PrivateMapKey: is.Ticket,
-		IssueTime:     timestamppb.New(is.IssueTime),
-		ExpireTime:    timestamppb.New(is.ExpireTime),
-		KeyId:         a.keyIDs[0],
-		SdkAppId:      a.id,
-		UserId:        req.GetUserId(),
-	}, nil
+	r := new(struct {
+		usersigv1.GeneratePrivateMapKeyResponse
+		times issueTimes
+	})
+	r.PrivateMapKey, r.SdkAppId, r.UserId, r.KeyId = is.Ticket, a.id, req.GetUserId(), a.keyIDs[0]
+	r.IssueTime, r.ExpireTime = r.times.set(is)
+	return &r.GeneratePrivateMapKeyResponse, nil
 }
 
 // checkMint checks what both minting methods take: the app, the user id
