@@ -43,10 +43,10 @@ func BenchmarkHandlerPath(b *testing.B) {
 grpc: {listen: "127.0.0.1:0"}
 apps:
   - sdk_app_id: 1400000000
-    keys: [{id: primary, file: "`+keyFile+`"}]
+    keys: [{id: primary, file: "` + keyFile + `"}]
 callers:
   - name: bench
-    token_sha256: `+hex.EncodeToString(sum[:])+`
+    token_sha256: ` + hex.EncodeToString(sum[:]) + `
     apps: [1400000000]
     methods: [GenerateUserSig, VerifyUserSig, GeneratePrivateMapKey]
 `))
