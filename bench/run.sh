@@ -10,7 +10,10 @@
 # It builds usersigd from this tree, starts it with a throwaway key and
 # token on 127.0.0.1 (ports chosen by the kernel), drives it with ghz, reads
 # its RSS from /proc, prints a table and writes bench/out/results.json
-# (bench/out/smoke/ in smoke mode). See bench/README.md.
+# (bench/out/smoke/ in smoke mode). Beside it, the main table also drives
+# bench/bare, a bare grpc-go server that answers UserSigService with
+# constant answers: the reference for what the API costs when the server
+# adds nothing. See bench/README.md.
 #
 # Sizes can be overridden from the environment: BENCH_MAIN_N, BENCH_WARMUP_N,
 # BENCH_ROUNDS, BENCH_SWEEP_N, BENCH_SWEEP_C, BENCH_SWEEP_CONNS,
@@ -66,7 +69,7 @@ die() { log "FAILED: $*"; exit 1; }
 START_EPOCH=$(date +%s.%N)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/usersig-bench.XXXXXX")
 mkdir -p "$WORK/bin" "$WORK/raw"
-SERVER_PID='' IDLE_PID='' SAMPLER_PID=''
+SERVER_PID='' IDLE_PID='' SAMPLER_PID='' BARE_PID=''
 
 # stop ends a process this script started: TERM, then KILL after 10 s.
 stop() {
@@ -86,6 +89,7 @@ cleanup() {
   stop "$SAMPLER_PID"
   stop "$IDLE_PID"
   stop "$SERVER_PID"
+  stop "$BARE_PID"
   if [[ ${BENCH_KEEP_WORK:-} == 1 ]]; then
     log "kept $WORK"
   else
@@ -124,7 +128,7 @@ GRPCURL=$REPO/.bin/grpcurl
 modversion() { tool_version "$@"; }
 
 log "building usersigd and the bench helpers"
-(cd "$REPO" && go build -o "$WORK/bin/" ./cmd/usersigd ./bench/idleconns ./bench/report) || die "go build"
+(cd "$REPO" && go build -o "$WORK/bin/" ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare) || die "go build"
 
 meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 meta start_epoch "$START_EPOCH"
@@ -139,7 +143,7 @@ meta grpcurl_version "$(modversion "$GRPCURL")"
 meta grpcurl_path "$GRPCURL"
 meta git_commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 meta git_dirty "$([[ -n $(git -C "$REPO" --no-optional-locks status --porcelain 2>/dev/null) ]] && echo yes || echo no)"
-meta cmd_build "go build -o \$WORK/bin/ ./cmd/usersigd ./bench/idleconns ./bench/report"
+meta cmd_build "go build -o \$WORK/bin/ ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare"
 
 # --- the server ----------------------------------------------------------
 
@@ -187,11 +191,26 @@ meta grpc_addr "$GRPC_ADDR"
 meta http_addr "$HTTP_ADDR"
 log "usersigd pid $SERVER_PID serving gRPC on $GRPC_ADDR, HTTP on $HTTP_ADDR"
 
-# server_cpu prints the server's CPU time so far (user + system), in clock ticks.
+# The reference: a bare grpc-go server whose UserSigService returns answers
+# made at start (bench/bare). Idle but for its own runs.
+"$WORK/bin/bare" -listen 127.0.0.1:0 >"$WORK/bare.out" 2>"$WORK/bare.err" &
+BARE_PID=$!
+meta cmd_bare "bare -listen 127.0.0.1:0"
+BARE_ADDR=''
+for _ in $(seq 100); do
+  BARE_ADDR=$(sed -n 's/^listening //p' "$WORK/bare.out")
+  [[ -n $BARE_ADDR ]] && break
+  kill -0 "$BARE_PID" 2>/dev/null || break
+  sleep 0.1
+done
+[[ -n $BARE_ADDR ]] || { cat "$WORK/bare.err" >&2; die "the bare reference server did not start"; }
+meta bare_addr "$BARE_ADDR"
+
+# server_cpu PID prints a server's CPU time so far (user + system), in clock ticks.
 CLK_TCK=$(getconf CLK_TCK)
 server_cpu() {
   local st
-  read -r -a st <"/proc/$SERVER_PID/stat" # the name field, (usersigd), has no spaces
+  read -r -a st <"/proc/$1/stat" # the name field, (usersigd) or (bare), has no spaces
   echo $((st[13] + st[14]))
 }
 status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER_PID/status"; }
@@ -230,16 +249,16 @@ rss fds_start "$(fds)"
 
 method_of() {
   case $1 in
-    floor) echo grpc.health.v1.Health/Check ;;
-    gen) echo usersig.v1.UserSigService/GenerateUserSig ;;
+    floor | bfloor) echo grpc.health.v1.Health/Check ;;
+    gen | bgen) echo usersig.v1.UserSigService/GenerateUserSig ;;
     verify) echo usersig.v1.UserSigService/VerifyUserSig ;;
     pmk) echo usersig.v1.UserSigService/GeneratePrivateMapKey ;;
   esac
 }
 data_of() {
   case $1 in
-    floor) echo '{}' ;;
-    gen) echo "$GEN_DATA" ;;
+    floor | bfloor) echo '{}' ;;
+    gen | bgen) echo "$GEN_DATA" ;;
     verify) echo "$VERIFY_DATA" ;;
     pmk) echo "$PMK_DATA" ;;
   esac
@@ -251,6 +270,8 @@ data_of() {
 ghz_run() {
   local phase=$1 rpc=$2 round=$3 c=$4 conns=$5 n=$6
   local method file args t0 t1 cpu0 cpu1 ghz_cpu rc=0 rps codes TIMEFORMAT='%U %S'
+  local addr=$GRPC_ADDR pid=$SERVER_PID
+  [[ $rpc == b* ]] && addr=$BARE_ADDR pid=$BARE_PID # the bare reference
   method=$(method_of "$rpc")
   file="$phase-$rpc-r$round-c$c-k$conns.json"
   # The method is resolved by server reflection (open, once per run).
@@ -258,9 +279,9 @@ ghz_run() {
   args=(--insecure --call "$method" -d "$(data_of "$rpc")"
     -c "$c" --connections "$conns" -n "$n"
     --disable-template-functions --disable-template-data -O json -o "$WORK/raw/$file")
-  [[ $rpc == floor ]] || args+=(-m "{\"authorization\":\"Bearer $TOKEN\"}")
-  args+=("$GRPC_ADDR")
-  cpu0=$(server_cpu)
+  [[ $rpc == *floor ]] || args+=(-m "{\"authorization\":\"Bearer $TOKEN\"}")
+  args+=("$addr")
+  cpu0=$(server_cpu "$pid")
   t0=$(date +%s.%N)
   # The time bound is timeout(1)'s, not ghz -x: in ghz v0.121.0 -x turns
   # into -z (it drops -n and runs for the whole duration, cutting the last
@@ -268,7 +289,7 @@ ghz_run() {
   # bash's time gives ghz's own CPU time (user and system seconds).
   { time timeout -s INT -k 10s "$MAX_RUN" "$GHZ" "${args[@]}" 2>"$WORK/raw/$file.stderr"; } 2>"$WORK/raw/$file.time" || rc=$?
   t1=$(date +%s.%N)
-  cpu1=$(server_cpu)
+  cpu1=$(server_cpu "$pid")
   ghz_cpu=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$WORK/raw/$file.time")
   rps=$(sed -n 's/.*"rps":\([0-9]*\).*/\1/p' "$WORK/raw/$file" 2>/dev/null || true)
   codes=$(sed -n 's/.*"statusCodeDistribution":{\([^}]*\)}.*/\1/p' "$WORK/raw/$file" 2>/dev/null || true)
@@ -283,7 +304,7 @@ ghz_run() {
   fi
 }
 
-RPCS=(floor gen verify pmk)
+RPCS=(floor gen verify pmk bfloor bgen)
 meta main_c "$MAIN_C"
 meta main_conns "$MAIN_CONNS"
 meta main_n "$MAIN_N"
@@ -310,6 +331,8 @@ for round in $(seq "$ROUNDS"); do
 done
 stop "$SAMPLER_PID"
 SAMPLER_PID=
+stop "$BARE_PID"
+BARE_PID=
 rss main_hwm "$(status_kb VmHWM)"
 sleep 2
 rss idle_after_main "$(status_kb VmRSS)"

@@ -45,14 +45,28 @@ const (
 	goalRSSMiB   = 64   // RSS under the main load at most this
 )
 
-// The RPCs, in the order the main table interleaves them. The floor is a
-// health check on the same server: same transport, trivial handler.
-var rpcs = []struct{ key, method, label string }{
+type rpcDef struct{ key, method, label string }
+
+// The RPCs of usersigd, in the order the main table interleaves them. The
+// floor is a health check on the same server: same transport, trivial
+// handler.
+var rpcs = []rpcDef{
 	{"floor", "grpc.health.v1.Health/Check", "Health/Check (floor)"},
 	{"gen", "usersig.v1.UserSigService/GenerateUserSig", "GenerateUserSig"},
 	{"verify", "usersig.v1.UserSigService/VerifyUserSig", "VerifyUserSig"},
 	{"pmk", "usersig.v1.UserSigService/GeneratePrivateMapKey", "GeneratePrivateMapKey"},
 }
+
+// The reference's RPCs, run in the same rounds after usersigd's: bench/bare,
+// a bare grpc-go server whose GenerateUserSig returns an answer made at
+// start, against its own health check.
+var bareRPCs = []rpcDef{
+	{"bfloor", "grpc.health.v1.Health/Check", "bare Health/Check (floor)"},
+	{"bgen", "usersig.v1.UserSigService/GenerateUserSig", "bare GenerateUserSig"},
+}
+
+// isBare tells the reference's runs from usersigd's.
+func isBare(key string) bool { return strings.HasPrefix(key, "b") }
 
 const userSigService = "usersig.v1.UserSigService"
 
@@ -162,7 +176,8 @@ func run(work, out, mode string, w io.Writer) (bool, error) {
 		},
 		Runs: runs,
 	}
-	res.Main = mainTable(runs, meta)
+	res.Main = mainTable(runs, meta, rpcs)
+	res.Bare = mainTable(runs, meta, bareRPCs)
 	res.Sweep = sweepTable(runs, meta)
 	res.RSS = rssFigures(work, rss)
 	res.Checks = checks(runs, meta, work)
@@ -202,6 +217,7 @@ type Results struct {
 	Commands        map[string]string `json:"commands"`
 	Notes           []string          `json:"notes"`
 	Main            MainTable         `json:"main"`
+	Bare            MainTable         `json:"bare_reference"`
 	Sweep           SweepTable        `json:"sweep"`
 	RSS             RSSFigures        `json:"rss"`
 	Goals           []Goal            `json:"goals"`
@@ -357,7 +373,7 @@ func codes(m map[string]int) string {
 }
 
 func label(key string) string {
-	for _, r := range rpcs {
+	for _, r := range append(rpcs[:len(rpcs):len(rpcs)], bareRPCs...) {
 		if r.key == key {
 			return r.label
 		}
@@ -445,7 +461,8 @@ func atoiMeta(meta map[string]string, k string) int {
 	return n
 }
 
-func mainTable(runs []Run, meta map[string]string) MainTable {
+// mainTable is the main table of defs, whose first is their floor.
+func mainTable(runs []Run, meta map[string]string, defs []rpcDef) MainTable {
 	t := MainTable{
 		Concurrency: atoiMeta(meta, "main_c"),
 		Connections: atoiMeta(meta, "main_conns"),
@@ -455,11 +472,11 @@ func mainTable(runs []Run, meta map[string]string) MainTable {
 	}
 	floorOf := map[int]Run{} // round → the floor's run
 	for _, r := range runs {
-		if r.Phase == "main" && r.RPC == "floor" {
+		if r.Phase == "main" && r.RPC == defs[0].key {
 			floorOf[r.Round] = r
 		}
 	}
-	for _, rp := range rpcs {
+	for _, rp := range defs {
 		t.Order = append(t.Order, rp.key)
 		row := MainRow{RPC: rp.key, Method: rp.method}
 		var rps, p50, p99, rr, pr, cpu, cores []float64
@@ -655,6 +672,9 @@ func checks(runs []Run, meta map[string]string, work string) []Check {
 	ok := map[string]int{}    // OK responses per method, as ghz saw them
 	calls := map[string]int{} // responses per method, as ghz saw them
 	for _, r := range runs {
+		if isBare(r.RPC) {
+			continue // another server: not in usersigd's log or metrics
+		}
 		ok[r.Method] += r.StatusCodes["OK"]
 		calls[r.Method] += r.Count
 	}
@@ -874,22 +894,19 @@ func printTable(w io.Writer, res Results) {
 	}
 
 	mt := res.Main
-	fmt.Fprintf(w, "\nMain table: ghz -c %d --connections %d -n %d, %d round(s) interleaved (%s), after a %d-request warm-up per RPC; medians across rounds\n",
-		mt.Concurrency, mt.Connections, mt.Requests, mt.Rounds, strings.Join(mt.Order, ", "), mt.Warmup)
-	fmt.Fprintf(w, "%-22s %7s %7s %7s %6s %9s %9s %8s %5s  %s\n",
-		"RPC", "rps", "p50 ms", "p99 ms", "errors", "rps/floor", "p99/floor", "srv us/", "ghz", "rps per round")
-	fmt.Fprintf(w, "%-22s %7s %7s %7s %6s %9s %9s %8s %5s\n", "", "", "", "", "", "", "", "call", "CPUs")
-	for _, r := range mt.RPCs {
-		var per []string
-		for _, pr := range r.PerRound {
-			per = append(per, fmt.Sprintf("%.0f", pr.RPS))
-		}
-		fmt.Fprintf(w, "%-22s %7s %7s %7s %6d %9s %9s %8s %5s  %s\n",
-			strings.TrimSuffix(label(r.RPC), " (floor)"), num("%.0f", r.RPS), num("%.2f", r.P50Ms), num("%.2f", r.P99Ms), r.Errors,
-			num("%.2f", r.RPSRatio), num("%.2fx", r.P99Ratio), num("%.0f", r.ServerCPUPerCall), num("%.2f", r.GhzCores),
-			strings.Join(per, " "))
+	order := strings.Join(mt.Order, ", ")
+	if len(res.Bare.Order) > 0 {
+		order += ", then the reference's " + strings.Join(res.Bare.Order, ", ")
 	}
+	fmt.Fprintf(w, "\nMain table: ghz -c %d --connections %d -n %d, %d round(s) interleaved (%s), after a %d-request warm-up per RPC; medians across rounds\n",
+		mt.Concurrency, mt.Connections, mt.Requests, mt.Rounds, order, mt.Warmup)
+	printRows(w, mt)
 	fmt.Fprintln(w, "(first row: the floor, Health/Check. srv us/call: the server's CPU time per call; ghz CPUs: the cores ghz itself kept busy)")
+	if len(res.Bare.RPCs) > 0 {
+		fmt.Fprintf(w, "\nReference, in the same rounds: bench/bare, a bare grpc-go server (no interceptors, auth or logs) whose GenerateUserSig returns an answer made at start\n")
+		printRows(w, res.Bare)
+		fmt.Fprintln(w, "(its GenerateUserSig against its own floor: the ratio when a server adds nothing but the answer's bytes; no implementation can do better here)")
+	}
 
 	st := res.Sweep
 	fmt.Fprintf(w, "\nSweep: -n %d per run; rps and p99 (ms) of the floor and GenerateUserSig\n", st.Requests)
@@ -936,5 +953,22 @@ func printTable(w io.Writer, res Results) {
 		}
 	} else {
 		fmt.Fprintf(w, "\nAll %d ghz runs completed with zero errors.\n", len(res.Runs))
+	}
+}
+
+// printRows prints a main table's rows.
+func printRows(w io.Writer, mt MainTable) {
+	fmt.Fprintf(w, "%-25s %7s %7s %7s %6s %9s %9s %8s %5s  %s\n",
+		"RPC", "rps", "p50 ms", "p99 ms", "errors", "rps/floor", "p99/floor", "srv us/", "ghz", "rps per round")
+	fmt.Fprintf(w, "%-25s %7s %7s %7s %6s %9s %9s %8s %5s\n", "", "", "", "", "", "", "", "call", "CPUs")
+	for _, r := range mt.RPCs {
+		var per []string
+		for _, pr := range r.PerRound {
+			per = append(per, fmt.Sprintf("%.0f", pr.RPS))
+		}
+		fmt.Fprintf(w, "%-25s %7s %7s %7s %6d %9s %9s %8s %5s  %s\n",
+			strings.TrimSuffix(label(r.RPC), " (floor)"), num("%.0f", r.RPS), num("%.2f", r.P50Ms), num("%.2f", r.P99Ms), r.Errors,
+			num("%.2f", r.RPSRatio), num("%.2fx", r.P99Ratio), num("%.0f", r.ServerCPUPerCall), num("%.2f", r.GhzCores),
+			strings.Join(per, " "))
 	}
 }
