@@ -174,7 +174,7 @@ Try it with grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9
   grpcurl -plaintext %[3]s list
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "86400s"}' %[3]s usersig.v1.UserSigService/GenerateUserSig
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "user_sig": "PASTE_THE_USER_SIG"}' %[3]s usersig.v1.UserSigService/VerifyUserSig
-  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "room_id": 1234, "privilege_map": 255}' %[3]s usersig.v1.UserSigService/GeneratePrivateMapKey
+  grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "300s", "room_id": 1234, "privilege_map": 255}' %[3]s usersig.v1.UserSigService/GeneratePrivateMapKey
   curl -s http://%[4]s/metrics | grep ^usersig_
 
 `, server.DevSDKAppID, tok, addr, loaded.Config.HTTP.Listen)
