@@ -1,8 +1,14 @@
 package server_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,5 +64,74 @@ func TestDeployConfigLoads(t *testing.T) {
 	}
 	if !strings.HasPrefix(l.Config.GRPC.Listen, "0.0.0.0:") || !strings.HasPrefix(l.Config.HTTP.Listen, "0.0.0.0:") {
 		t.Errorf("the deployed config listens on %q and %q; a pod must listen on all interfaces", l.Config.GRPC.Listen, l.Config.HTTP.Listen)
+	}
+}
+
+// TestDeployConfigMirror keeps the config mirror in deploy/kubernetes's
+// manifest test (a nested module, which decodes the ConfigMap strictly
+// without importing this one) in step with server.Config: both must know
+// the same keys.
+func TestDeployConfigMirror(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "../deploy/kubernetes/manifests_test.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mirror ast.Expr
+	ast.Inspect(f, func(n ast.Node) bool {
+		if ts, ok := n.(*ast.TypeSpec); ok && ts.Name.Name == "serverConfig" {
+			mirror = ts.Type
+		}
+		return mirror == nil
+	})
+	if mirror == nil {
+		t.Fatal("deploy/kubernetes/manifests_test.go has no type serverConfig")
+	}
+	var got []string
+	mirrorKeys(mirror, "", &got)
+	var want []string
+	configKeys(reflect.TypeFor[server.Config](), "", &want)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("the mirror's keys differ from server.Config's:\n mirror %v\n config %v", got, want)
+	}
+}
+
+// mirrorKeys lists the dotted json keys of a struct type expression.
+func mirrorKeys(e ast.Expr, prefix string, out *[]string) {
+	switch e := e.(type) {
+	case *ast.StarExpr:
+		mirrorKeys(e.X, prefix, out)
+	case *ast.ArrayType:
+		mirrorKeys(e.Elt, prefix, out)
+	case *ast.StructType:
+		for _, fd := range e.Fields.List {
+			if fd.Tag == nil {
+				continue
+			}
+			tag, _ := strconv.Unquote(fd.Tag.Value)
+			key, _, _ := strings.Cut(reflect.StructTag(tag).Get("json"), ",")
+			*out = append(*out, prefix+key)
+			mirrorKeys(fd.Type, prefix+key+".", out)
+		}
+	}
+}
+
+// configKeys lists the dotted yaml keys of a config type; a type that
+// decodes itself (Duration) is a leaf.
+func configKeys(t reflect.Type, prefix string, out *[]string) {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || reflect.PointerTo(t).Implements(reflect.TypeFor[yaml.Unmarshaler]()) {
+		return
+	}
+	for i := range t.NumField() {
+		key, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if key == "" || key == "-" {
+			continue
+		}
+		*out = append(*out, prefix+key)
+		configKeys(t.Field(i).Type, prefix+key+".", out)
 	}
 }

@@ -314,7 +314,7 @@ func objectMeta(obj any) metav1.ObjectMeta {
 // serverConfig mirrors usersigd's config.yaml (server.Config in
 // server/config.go), every key including the optional ones, so that strict
 // decoding catches a misspelt key inside the ConfigMap. Add a key here when
-// the server gains one.
+// the server gains one (server.TestDeployConfigMirror fails until then).
 type serverConfig struct {
 	GRPC struct {
 		Listen string `json:"listen"`
@@ -328,6 +328,7 @@ type serverConfig struct {
 	} `json:"grpc"`
 	HTTP struct {
 		Listen string `json:"listen"`
+		Pprof  bool   `json:"pprof"`
 	} `json:"http"`
 	Shutdown struct {
 		Delay   string `json:"delay"`
