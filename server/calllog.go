@@ -12,10 +12,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // callLog is the call log: one line per finished call, health checks
@@ -24,10 +23,10 @@ import (
 // the trace id; never the request or the response. It keeps the field
 // names and code-to-level mapping of go-grpc-middleware's logging
 // interceptor, which it replaces on the hot path: that one builds its
-// fields as []any and merges them on every call, 8 µs and 68 allocations
-// a call, a fifth of the server's CPU under load (docs/benchmarks.md);
-// this one writes zap's typed fields directly, about 1 µs and 2 allocations
-// (BenchmarkLogLine).
+// fields as []any and merges them on every call, 8-11 µs and 79
+// allocations a line, a fifth of the server's CPU under load
+// (docs/benchmarks.md); this one writes zap's typed fields directly,
+// 1.3-2 µs and 2 allocations (BenchmarkLogLine).
 type callLog struct {
 	log *zap.Logger
 	// methods holds, for each method served, a child of log with the
