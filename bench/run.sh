@@ -271,7 +271,7 @@ ghz_run() {
   local phase=$1 rpc=$2 round=$3 c=$4 conns=$5 n=$6
   local method file args t0 t1 cpu0 cpu1 ghz_cpu rc=0 rps codes TIMEFORMAT='%U %S'
   local addr=$GRPC_ADDR pid=$SERVER_PID
-  [[ $rpc == b* ]] && addr=$BARE_ADDR pid=$BARE_PID # the bare reference
+  case $rpc in bfloor | bgen) addr=$BARE_ADDR pid=$BARE_PID ;; esac # the bare reference
   method=$(method_of "$rpc")
   file="$phase-$rpc-r$round-c$c-k$conns.json"
   # The method is resolved by server reflection (open, once per run).
@@ -279,7 +279,7 @@ ghz_run() {
   args=(--insecure --call "$method" -d "$(data_of "$rpc")"
     -c "$c" --connections "$conns" -n "$n"
     --disable-template-functions --disable-template-data -O json -o "$WORK/raw/$file")
-  [[ $rpc == *floor ]] || args+=(-m "{\"authorization\":\"Bearer $TOKEN\"}")
+  [[ $rpc == floor || $rpc == bfloor ]] || args+=(-m "{\"authorization\":\"Bearer $TOKEN\"}")
   args+=("$addr")
   cpu0=$(server_cpu "$pid")
   t0=$(date +%s.%N)

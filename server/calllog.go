@@ -12,13 +12,12 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
-// callLog is the call log: one line per finished call, health checks
-// excepted (a probe every few seconds would flood it), with the service,
+// callLog is the call log: one line per finished call (buildGRPC leaves
+// health checks out: a probe every few seconds would flood it), with the service,
 // method, caller, code, error message, duration, peer and, when traced,
 // the trace id; never the request or the response. It keeps the field
 // names and code-to-level mapping of go-grpc-middleware's logging
@@ -40,18 +39,19 @@ func (l *callLog) learn(srv *grpc.Server) {
 	l.methods = map[string]*zap.Logger{}
 	for service, info := range srv.GetServiceInfo() {
 		for _, m := range info.Methods {
-			l.methods["/"+service+"/"+m.Name] = l.log.With(zap.String("grpc.service", service), zap.String("grpc.method", m.Name))
+			full := "/" + service + "/" + m.Name
+			l.methods[full] = l.methodLogger(full)
 		}
 	}
 }
 
-// healthPrefix starts the full method names of grpc.health.v1.Health.
-var healthPrefix = "/" + healthpb.Health_ServiceDesc.ServiceName + "/"
+// methodLogger is the child of log with a method's service and name.
+func (l *callLog) methodLogger(fullMethod string) *zap.Logger {
+	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	return l.log.With(zap.String("grpc.service", service), zap.String("grpc.method", method))
+}
 
 func (l *callLog) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if strings.HasPrefix(info.FullMethod, healthPrefix) {
-		return handler(ctx, req)
-	}
 	start := time.Now()
 	resp, err := handler(ctx, req)
 	l.write(ctx, info.FullMethod, start, err)
@@ -59,32 +59,29 @@ func (l *callLog) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 }
 
 func (l *callLog) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if strings.HasPrefix(info.FullMethod, healthPrefix) {
-		return handler(srv, ss)
-	}
 	start := time.Now()
 	err := handler(srv, ss)
 	l.write(ss.Context(), info.FullMethod, start, err)
 	return err
 }
 
-// callLogFields is the most fields a call log line has.
-const callLogFields = 8
+// callLogFields is the most fields a call log line adds to its method's
+// logger.
+const callLogFields = 6
 
 func (l *callLog) write(ctx context.Context, fullMethod string, start time.Time, err error) {
 	elapsed := time.Since(start)
 	st, _ := status.FromError(err) // a plain error is UNKNOWN, as gRPC answers it
 	code := st.Code()
-	log, f := l.methods[fullMethod], make([]zapcore.Field, 0, callLogFields)
+	log := l.methods[fullMethod]
 	if log == nil { // a service registered after learn ran
-		log = l.log
-		service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-		f = append(f, zap.String("grpc.service", service), zap.String("grpc.method", method))
+		log = l.methodLogger(fullMethod)
 	}
 	ce := log.Check(zapLevel(logging.DefaultServerCodeToLevel(code)), "finished call")
 	if ce == nil {
 		return
 	}
+	f := make([]zapcore.Field, 0, callLogFields)
 	if name := callInfoFrom(ctx).callerName(); name != "" {
 		f = append(f, zap.String("caller", name))
 	}

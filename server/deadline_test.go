@@ -37,9 +37,7 @@ func TestCapDeadline(t *testing.T) {
 		if err := ctx.Err(); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Err() after the deadline = %v, want DeadlineExceeded", err)
 		}
-		select {
-		case <-ctx.Done():
-		default:
+		if !closed(ctx.Done()) {
 			t.Fatal("Err() is not nil but Done() is open")
 		}
 		if err := context.Cause(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -68,9 +66,7 @@ func TestCapDeadline(t *testing.T) {
 		if err := ctx.Err(); !errors.Is(err, context.Canceled) {
 			t.Fatalf("Err() after the parent was canceled = %v", err)
 		}
-		select {
-		case <-ctx.Done():
-		default:
+		if !closed(ctx.Done()) {
 			t.Fatal("Done() is open after the parent was canceled")
 		}
 	})
@@ -78,14 +74,22 @@ func TestCapDeadline(t *testing.T) {
 		ctx := capDeadline(context.Background(), time.Minute)
 		done := ctx.Done()
 		releaseDeadline(ctx)
-		select {
-		case <-done:
-		default:
+		if !closed(done) {
 			t.Fatal("Done() is open after releaseDeadline")
 		}
 		// Releasing a context never armed makes nothing.
 		releaseDeadline(capDeadline(context.Background(), time.Minute))
 	})
+}
+
+// closed tells whether a Done channel is closed, without waiting.
+func closed(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // BenchmarkDeadlineCap compares the deadline cap made with

@@ -4,15 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -57,8 +54,7 @@ callers:
 	if err != nil {
 		b.Fatal(err)
 	}
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
-	s, err := New(l, Options{Logger: log})
+	s, err := New(l, Options{Logger: discardLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.uber.org/zap"
 
 	"github.com/usersig/usersig/signer"
 )
@@ -80,30 +79,14 @@ func newMetrics(version string) *metrics {
 	return m
 }
 
-// bind resolves a policy's counters once, so that calls only increment,
-// and gives each caller's (app, kind) its audit logger, a child of audit.
-func (m *metrics) bind(p *policy, audit *zap.Logger) {
-	for _, a := range p.appList {
-		id := strconv.FormatUint(a.id, 10)
-		for st := signer.Valid; st <= signer.Malformed; st++ {
-			a.verified[st] = m.verifications.WithLabelValues(id, st.String())
-		}
-	}
-	for _, c := range p.callers {
-		c.issued = map[uint64]*[numKinds]issuance{}
-		for _, a := range p.usableApps(c) {
-			id := strconv.FormatUint(a.id, 10)
-			is := new([numKinds]issuance)
-			for k := range numKinds {
-				is[k] = issuance{
-					count: m.tickets.WithLabelValues(id, c.name, k.String()),
-					audit: audit.With(zap.String("caller", c.name), zap.Uint64("sdk_app_id", a.id),
-						zap.String("key_id", a.keyIDs[0]), zap.Stringer("kind", k)),
-				}
-			}
-			c.issued[a.id] = is
-		}
-	}
+// verifiedCounter is usersig_verifications_total for an app and status.
+func (m *metrics) verifiedCounter(app uint64, st signer.Status) prometheus.Counter {
+	return m.verifications.WithLabelValues(strconv.FormatUint(app, 10), st.String())
+}
+
+// issuedCounter is usersig_tickets_issued_total for an app, caller and kind.
+func (m *metrics) issuedCounter(app uint64, caller string, kind ticketKind) prometheus.Counter {
+	return m.tickets.WithLabelValues(strconv.FormatUint(app, 10), caller, kind.String())
 }
 
 func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }

@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/usersig/usersig/signer"
 )
 
 // install puts a loaded config in force. Calls already past
@@ -23,7 +25,7 @@ func (s *Server) install(l *Loaded, pre []fileStamp) {
 		p.generation = old.generation + 1
 	}
 	p.inheritLimiters(old)
-	s.metrics.bind(p, s.audit)
+	s.bind(p)
 	s.policy.Store(p)
 	if s.opts.LogLevel != nil {
 		if lvl, err := zapcore.ParseLevel(l.Config.Log.Level); err == nil {
@@ -37,6 +39,30 @@ func (s *Server) install(l *Loaded, pre []fileStamp) {
 	s.metrics.reloaded(true, p.generation)
 	s.configLog.Info("config in force", zap.Uint64("generation", p.generation), zap.String("hash", p.hash),
 		zap.Int("apps", len(p.appList)), zap.Int("callers", len(p.callers)))
+}
+
+// bind resolves a policy's counters and audit loggers once, so that a call
+// only increments and encodes what varies.
+func (s *Server) bind(p *policy) {
+	for _, a := range p.appList {
+		for st := signer.Valid; st <= signer.Malformed; st++ {
+			a.verified[st] = s.metrics.verifiedCounter(a.id, st)
+		}
+	}
+	for _, c := range p.callers {
+		c.issued = map[uint64]*[numKinds]issuance{}
+		for _, a := range p.usableApps(c) {
+			is := new([numKinds]issuance)
+			for k := range numKinds {
+				is[k] = issuance{
+					count: s.metrics.issuedCounter(a.id, c.name, k),
+					audit: s.audit.With(zap.String("caller", c.name), zap.Uint64("sdk_app_id", a.id),
+						zap.String("key_id", a.keyIDs[0]), zap.Stringer("kind", k)),
+				}
+			}
+			c.issued[a.id] = is
+		}
+	}
 }
 
 // Reload reads the config file and the key files again and puts them in

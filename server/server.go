@@ -112,6 +112,12 @@ var isService = selector.MatchFunc(func(_ context.Context, c interceptors.CallMe
 	return c.Service == usersigv1.UserSigService_ServiceDesc.ServiceName
 })
 
+// notHealth matches every call but health checks, which probes make every
+// few seconds and which would flood the call log.
+var notHealth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+	return c.Service != healthpb.Health_ServiceDesc.ServiceName
+})
+
 func (s *Server) buildGRPC() error {
 	calls := &callLog{log: s.grpcLog}
 	recoveryOpt := recovery.WithRecoveryHandlerContext(s.recovered)
@@ -122,7 +128,7 @@ func (s *Server) buildGRPC() error {
 	s.unary = []grpc.UnaryServerInterceptor{
 		unaryCallInfo,
 		s.metrics.grpc.UnaryServerInterceptor(),
-		calls.unary,
+		selector.UnaryServerInterceptor(calls.unary, notHealth),
 		recovery.UnaryServerInterceptor(recoveryOpt),
 		selector.UnaryServerInterceptor(s.limitCall, isService),
 		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.authenticate), isService),
@@ -145,7 +151,7 @@ func (s *Server) buildGRPC() error {
 		grpc.ChainStreamInterceptor(
 			streamCallInfo,
 			s.metrics.grpc.StreamServerInterceptor(),
-			calls.stream,
+			selector.StreamServerInterceptor(calls.stream, notHealth),
 			recovery.StreamServerInterceptor(recoveryOpt),
 			selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.authenticate), isService),
 		),

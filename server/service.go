@@ -192,7 +192,7 @@ func fromSigner(err error) error {
 
 // issued records a minted ticket: the issued-tickets counter and one
 // audit line (never the ticket). The audit logger already holds the
-// caller, app, key id and kind (see metrics.bind).
+// caller, app, key id and kind (see Server.bind).
 func (s *Server) issued(ci *callInfo, a *app, kind ticketKind, userID string, ttl time.Duration) {
 	is := &ci.caller.issued[a.id][kind]
 	is.count.Inc()

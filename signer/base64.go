@@ -51,18 +51,11 @@ func (a *alphabet) appendEncode(dst, src []byte) []byte {
 		v := binary.BigEndian.Uint64(src[si : si+8])
 		w := binary.BigEndian.Uint64(src[si+6 : si+14])
 		o := out[di : di+16]
-		binary.LittleEndian.PutUint64(o[:8],
-			uint64(pair[v>>52])|uint64(pair[v>>40&0xfff])<<16|
-				uint64(pair[v>>28&0xfff])<<32|uint64(pair[v>>16&0xfff])<<48)
-		binary.LittleEndian.PutUint64(o[8:],
-			uint64(pair[w>>52])|uint64(pair[w>>40&0xfff])<<16|
-				uint64(pair[w>>28&0xfff])<<32|uint64(pair[w>>16&0xfff])<<48)
+		binary.LittleEndian.PutUint64(o[:8], encode6(pair, v))
+		binary.LittleEndian.PutUint64(o[8:], encode6(pair, w))
 	}
 	for ; si+8 <= len(src); si, di = si+6, di+8 {
-		v := binary.BigEndian.Uint64(src[si : si+8])
-		binary.LittleEndian.PutUint64(out[di:di+8],
-			uint64(pair[v>>52])|uint64(pair[v>>40&0xfff])<<16|
-				uint64(pair[v>>28&0xfff])<<32|uint64(pair[v>>16&0xfff])<<48)
+		binary.LittleEndian.PutUint64(out[di:di+8], encode6(pair, binary.BigEndian.Uint64(src[si:si+8])))
 	}
 	for ; si+3 <= len(src); si, di = si+3, di+4 {
 		v := uint(src[si])<<16 | uint(src[si+1])<<8 | uint(src[si+2])
@@ -78,6 +71,13 @@ func (a *alphabet) appendEncode(dst, src []byte) []byte {
 		out[di], out[di+1], out[di+2], out[di+3] = byte(p), byte(p>>8), byte(q), a.pad
 	}
 	return dst[:len(dst)+n]
+}
+
+// encode6 is the eight characters of the 6 bytes in v's top 48 bits, as
+// one little-endian word (the first character in the low byte).
+func encode6(pair *[4096]uint16, v uint64) uint64 {
+	return uint64(pair[v>>52]) | uint64(pair[v>>40&0xfff])<<16 |
+		uint64(pair[v>>28&0xfff])<<32 | uint64(pair[v>>16&0xfff])<<48
 }
 
 // appendDecode appends the bytes that the base64 s encodes. With

@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,7 +67,9 @@ var bareRPCs = []rpcDef{
 }
 
 // isBare tells the reference's runs from usersigd's.
-func isBare(key string) bool { return strings.HasPrefix(key, "b") }
+func isBare(key string) bool {
+	return slices.ContainsFunc(bareRPCs, func(d rpcDef) bool { return d.key == key })
+}
 
 const userSigService = "usersig.v1.UserSigService"
 
@@ -373,7 +376,7 @@ func codes(m map[string]int) string {
 }
 
 func label(key string) string {
-	for _, r := range append(rpcs[:len(rpcs):len(rpcs)], bareRPCs...) {
+	for _, r := range slices.Concat(rpcs, bareRPCs) {
 		if r.key == key {
 			return r.label
 		}
