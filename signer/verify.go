@@ -56,9 +56,47 @@ func (s Status) TencentErrorCode() int32 {
 	}
 }
 
+// Kind is what a ticket is, read from its userbuf: a PrivateMapKey is a
+// UserSig with a userbuf, and logs its user in as a UserSig does.
+type Kind int
+
+// The kinds, numbered as usersig.v1.TicketKind numbers them.
+const (
+	KindUserSig       Kind = iota + 1 // no userbuf
+	KindPrivateMapKey                 // a userbuf laid out as a PrivateMapKey's
+	KindOtherUserBuf                  // a userbuf that is no PrivateMapKey
+)
+
+var kindNames = [...]string{
+	KindUserSig:       "USER_SIG",
+	KindPrivateMapKey: "PRIVATE_MAP_KEY",
+	KindOtherUserBuf:  "OTHER_USER_BUF",
+}
+
+func (k Kind) String() string {
+	if k > 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "UNSPECIFIED"
+}
+
+// kindOf is the kind of a ticket with userbuf ub (nil: none) and pm, its
+// decoded PrivateMapKey userbuf or nil.
+func kindOf(hasUserBuf bool, pm *PrivateMap) Kind {
+	switch {
+	case !hasUserBuf:
+		return KindUserSig
+	case pm != nil:
+		return KindPrivateMapKey
+	}
+	return KindOtherUserBuf
+}
+
 // Result is what Verify found.
 type Result struct {
 	Status Status
+	// Kind is what the ticket is; 0 unless the MAC matched.
+	Kind Kind
 	// KeyIndex is the index of the key whose MAC matched, or -1.
 	KeyIndex int
 	// IssueTime and ExpireTime are TLS.time and TLS.time + TLS.expire. They
@@ -107,6 +145,7 @@ func Verify(ticket string, sdkAppID uint64, userID string, keys []*Key, now time
 	if f.userbuf64 != nil {
 		r.PrivateMap = parsePrivateMap(d.ub)
 	}
+	r.Kind = kindOf(f.userbuf64 != nil, r.PrivateMap)
 	switch {
 	case f.sdkAppID != sdkAppID:
 		r.Status = SDKAppIDMismatch
@@ -132,6 +171,7 @@ type Decoded struct {
 	Sig        string    // TLS.sig, standard base64
 	UserBuf    []byte    // nil when the ticket has no userbuf
 	PrivateMap *PrivateMap
+	Kind       Kind
 }
 
 // Decode reads a ticket without verifying it, for inspection. The error
@@ -156,5 +196,6 @@ func Decode(ticket string) (Decoded, error) {
 		out.UserBuf = append([]byte{}, d.ub...)
 		out.PrivateMap = parsePrivateMap(d.ub)
 	}
+	out.Kind = kindOf(f.userbuf64 != nil, out.PrivateMap)
 	return out, nil
 }
