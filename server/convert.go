@@ -22,6 +22,9 @@ func VerifyResponse(r signer.Result, keyIDs []string) *usersigv1.VerifyUserSigRe
 		resp.KeyId = keyIDs[r.KeyIndex]
 		resp.IssueTime = timestamppb.New(r.IssueTime)
 		resp.ExpireTime = timestamppb.New(r.ExpireTime)
+		// signer numbers its kinds as the proto enum does; Kind is 0
+		// unless the MAC matched, so it is set with key_id only.
+		resp.Kind = usersigv1.TicketKind(r.Kind)
 	}
 	if pm := r.PrivateMap; pm != nil {
 		p := &usersigv1.PrivateMapKey{PrivilegeMap: pm.PrivilegeMap, ExpireTime: timestamppb.New(pm.ExpireTime)}

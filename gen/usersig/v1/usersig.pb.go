@@ -103,6 +103,70 @@ func (VerifyStatus) EnumDescriptor() ([]byte, []int) {
 	return file_usersig_v1_usersig_proto_rawDescGZIP(), []int{0}
 }
 
+// TicketKind is what a ticket is, read from its userbuf. Every kind is a
+// login ticket: whatever its userbuf holds, a ticket whose MAC matches logs
+// its user in to its app.
+type TicketKind int32
+
+const (
+	// The MAC matched none of the app's keys (or the ticket is malformed), so
+	// nothing is said about the ticket.
+	TicketKind_TICKET_KIND_UNSPECIFIED TicketKind = 0
+	// A UserSig: no userbuf.
+	TicketKind_TICKET_KIND_USER_SIG TicketKind = 1
+	// A TRTC PrivateMapKey: a UserSig with a userbuf laid out as a
+	// PrivateMapKey's (room and privileges, decoded in
+	// VerifyUserSigResponse.private_map_key). It logs the user in just as a
+	// UserSig does.
+	TicketKind_TICKET_KIND_PRIVATE_MAP_KEY TicketKind = 2
+	// A UserSig with a userbuf that is no PrivateMapKey. It logs the user in
+	// just as a UserSig does; what the userbuf means is not known here.
+	TicketKind_TICKET_KIND_OTHER_USER_BUF TicketKind = 3
+)
+
+// Enum value maps for TicketKind.
+var (
+	TicketKind_name = map[int32]string{
+		0: "TICKET_KIND_UNSPECIFIED",
+		1: "TICKET_KIND_USER_SIG",
+		2: "TICKET_KIND_PRIVATE_MAP_KEY",
+		3: "TICKET_KIND_OTHER_USER_BUF",
+	}
+	TicketKind_value = map[string]int32{
+		"TICKET_KIND_UNSPECIFIED":     0,
+		"TICKET_KIND_USER_SIG":        1,
+		"TICKET_KIND_PRIVATE_MAP_KEY": 2,
+		"TICKET_KIND_OTHER_USER_BUF":  3,
+	}
+)
+
+func (x TicketKind) Enum() *TicketKind {
+	p := new(TicketKind)
+	*p = x
+	return p
+}
+
+func (x TicketKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TicketKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_usersig_v1_usersig_proto_enumTypes[1].Descriptor()
+}
+
+func (TicketKind) Type() protoreflect.EnumType {
+	return &file_usersig_v1_usersig_proto_enumTypes[1]
+}
+
+func (x TicketKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TicketKind.Descriptor instead.
+func (TicketKind) EnumDescriptor() ([]byte, []int) {
+	return file_usersig_v1_usersig_proto_rawDescGZIP(), []int{1}
+}
+
 // GenerateUserSigRequest asks for a UserSig.
 type GenerateUserSigRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -455,8 +519,11 @@ type VerifyUserSigResponse struct {
 	// Why a MALFORMED ticket is malformed; empty otherwise. It never quotes
 	// the ticket.
 	MalformedReason string `protobuf:"bytes,8,opt,name=malformed_reason,json=malformedReason,proto3" json:"malformed_reason,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// What the ticket is. Set only when its MAC matched, like key_id;
+	// TICKET_KIND_UNSPECIFIED otherwise.
+	Kind          TicketKind `protobuf:"varint,9,opt,name=kind,proto3,enum=usersig.v1.TicketKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyUserSigResponse) Reset() {
@@ -543,6 +610,13 @@ func (x *VerifyUserSigResponse) GetMalformedReason() string {
 		return x.MalformedReason
 	}
 	return ""
+}
+
+func (x *VerifyUserSigResponse) GetKind() TicketKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TicketKind_TICKET_KIND_UNSPECIFIED
 }
 
 // GeneratePrivateMapKeyRequest asks for a PrivateMapKey.
@@ -795,7 +869,7 @@ const file_usersig_v1_usersig_proto_rawDesc = "" +
 	"\rprivilege_map\x18\x03 \x01(\rR\fprivilegeMap\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTimeB\x06\n" +
-	"\x04room\"\x8a\x03\n" +
+	"\x04room\"\xb6\x03\n" +
 	"\x15VerifyUserSigResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x120\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x18.usersig.v1.VerifyStatusR\x06status\x129\n" +
@@ -806,7 +880,8 @@ const file_usersig_v1_usersig_proto_rawDesc = "" +
 	"\x06key_id\x18\x05 \x01(\tR\x05keyId\x12A\n" +
 	"\x0fprivate_map_key\x18\x06 \x01(\v2\x19.usersig.v1.PrivateMapKeyR\rprivateMapKey\x12,\n" +
 	"\x12tencent_error_code\x18\a \x01(\x05R\x10tencentErrorCode\x12)\n" +
-	"\x10malformed_reason\x18\b \x01(\tR\x0fmalformedReason\"\xe7\x01\n" +
+	"\x10malformed_reason\x18\b \x01(\tR\x0fmalformedReason\x12*\n" +
+	"\x04kind\x18\t \x01(\x0e2\x16.usersig.v1.TicketKindR\x04kind\"\xe7\x01\n" +
 	"\x1cGeneratePrivateMapKeyRequest\x12\x1c\n" +
 	"\n" +
 	"sdk_app_id\x18\x01 \x01(\x04R\bsdkAppId\x12\x17\n" +
@@ -833,7 +908,13 @@ const file_usersig_v1_usersig_proto_rawDesc = "" +
 	" VERIFY_STATUS_SIGNATURE_MISMATCH\x10\x03\x12\"\n" +
 	"\x1eVERIFY_STATUS_USER_ID_MISMATCH\x10\x04\x12%\n" +
 	"!VERIFY_STATUS_SDK_APP_ID_MISMATCH\x10\x05\x12\x1b\n" +
-	"\x17VERIFY_STATUS_MALFORMED\x10\x062\xb0\x02\n" +
+	"\x17VERIFY_STATUS_MALFORMED\x10\x06*\x84\x01\n" +
+	"\n" +
+	"TicketKind\x12\x1b\n" +
+	"\x17TICKET_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14TICKET_KIND_USER_SIG\x10\x01\x12\x1f\n" +
+	"\x1bTICKET_KIND_PRIVATE_MAP_KEY\x10\x02\x12\x1e\n" +
+	"\x1aTICKET_KIND_OTHER_USER_BUF\x10\x032\xb0\x02\n" +
 	"\x0eUserSigService\x12Z\n" +
 	"\x0fGenerateUserSig\x12\".usersig.v1.GenerateUserSigRequest\x1a#.usersig.v1.GenerateUserSigResponse\x12T\n" +
 	"\rVerifyUserSig\x12 .usersig.v1.VerifyUserSigRequest\x1a!.usersig.v1.VerifyUserSigResponse\x12l\n" +
@@ -851,43 +932,45 @@ func file_usersig_v1_usersig_proto_rawDescGZIP() []byte {
 	return file_usersig_v1_usersig_proto_rawDescData
 }
 
-var file_usersig_v1_usersig_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_usersig_v1_usersig_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_usersig_v1_usersig_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_usersig_v1_usersig_proto_goTypes = []any{
 	(VerifyStatus)(0),                     // 0: usersig.v1.VerifyStatus
-	(*GenerateUserSigRequest)(nil),        // 1: usersig.v1.GenerateUserSigRequest
-	(*GenerateUserSigResponse)(nil),       // 2: usersig.v1.GenerateUserSigResponse
-	(*VerifyUserSigRequest)(nil),          // 3: usersig.v1.VerifyUserSigRequest
-	(*PrivateMapKey)(nil),                 // 4: usersig.v1.PrivateMapKey
-	(*VerifyUserSigResponse)(nil),         // 5: usersig.v1.VerifyUserSigResponse
-	(*GeneratePrivateMapKeyRequest)(nil),  // 6: usersig.v1.GeneratePrivateMapKeyRequest
-	(*GeneratePrivateMapKeyResponse)(nil), // 7: usersig.v1.GeneratePrivateMapKeyResponse
-	(*durationpb.Duration)(nil),           // 8: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 9: google.protobuf.Timestamp
+	(TicketKind)(0),                       // 1: usersig.v1.TicketKind
+	(*GenerateUserSigRequest)(nil),        // 2: usersig.v1.GenerateUserSigRequest
+	(*GenerateUserSigResponse)(nil),       // 3: usersig.v1.GenerateUserSigResponse
+	(*VerifyUserSigRequest)(nil),          // 4: usersig.v1.VerifyUserSigRequest
+	(*PrivateMapKey)(nil),                 // 5: usersig.v1.PrivateMapKey
+	(*VerifyUserSigResponse)(nil),         // 6: usersig.v1.VerifyUserSigResponse
+	(*GeneratePrivateMapKeyRequest)(nil),  // 7: usersig.v1.GeneratePrivateMapKeyRequest
+	(*GeneratePrivateMapKeyResponse)(nil), // 8: usersig.v1.GeneratePrivateMapKeyResponse
+	(*durationpb.Duration)(nil),           // 9: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),         // 10: google.protobuf.Timestamp
 }
 var file_usersig_v1_usersig_proto_depIdxs = []int32{
-	8,  // 0: usersig.v1.GenerateUserSigRequest.ttl:type_name -> google.protobuf.Duration
-	9,  // 1: usersig.v1.GenerateUserSigResponse.issue_time:type_name -> google.protobuf.Timestamp
-	9,  // 2: usersig.v1.GenerateUserSigResponse.expire_time:type_name -> google.protobuf.Timestamp
-	9,  // 3: usersig.v1.PrivateMapKey.expire_time:type_name -> google.protobuf.Timestamp
+	9,  // 0: usersig.v1.GenerateUserSigRequest.ttl:type_name -> google.protobuf.Duration
+	10, // 1: usersig.v1.GenerateUserSigResponse.issue_time:type_name -> google.protobuf.Timestamp
+	10, // 2: usersig.v1.GenerateUserSigResponse.expire_time:type_name -> google.protobuf.Timestamp
+	10, // 3: usersig.v1.PrivateMapKey.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 4: usersig.v1.VerifyUserSigResponse.status:type_name -> usersig.v1.VerifyStatus
-	9,  // 5: usersig.v1.VerifyUserSigResponse.issue_time:type_name -> google.protobuf.Timestamp
-	9,  // 6: usersig.v1.VerifyUserSigResponse.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 7: usersig.v1.VerifyUserSigResponse.private_map_key:type_name -> usersig.v1.PrivateMapKey
-	8,  // 8: usersig.v1.GeneratePrivateMapKeyRequest.ttl:type_name -> google.protobuf.Duration
-	9,  // 9: usersig.v1.GeneratePrivateMapKeyResponse.issue_time:type_name -> google.protobuf.Timestamp
-	9,  // 10: usersig.v1.GeneratePrivateMapKeyResponse.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 11: usersig.v1.UserSigService.GenerateUserSig:input_type -> usersig.v1.GenerateUserSigRequest
-	3,  // 12: usersig.v1.UserSigService.VerifyUserSig:input_type -> usersig.v1.VerifyUserSigRequest
-	6,  // 13: usersig.v1.UserSigService.GeneratePrivateMapKey:input_type -> usersig.v1.GeneratePrivateMapKeyRequest
-	2,  // 14: usersig.v1.UserSigService.GenerateUserSig:output_type -> usersig.v1.GenerateUserSigResponse
-	5,  // 15: usersig.v1.UserSigService.VerifyUserSig:output_type -> usersig.v1.VerifyUserSigResponse
-	7,  // 16: usersig.v1.UserSigService.GeneratePrivateMapKey:output_type -> usersig.v1.GeneratePrivateMapKeyResponse
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 5: usersig.v1.VerifyUserSigResponse.issue_time:type_name -> google.protobuf.Timestamp
+	10, // 6: usersig.v1.VerifyUserSigResponse.expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 7: usersig.v1.VerifyUserSigResponse.private_map_key:type_name -> usersig.v1.PrivateMapKey
+	1,  // 8: usersig.v1.VerifyUserSigResponse.kind:type_name -> usersig.v1.TicketKind
+	9,  // 9: usersig.v1.GeneratePrivateMapKeyRequest.ttl:type_name -> google.protobuf.Duration
+	10, // 10: usersig.v1.GeneratePrivateMapKeyResponse.issue_time:type_name -> google.protobuf.Timestamp
+	10, // 11: usersig.v1.GeneratePrivateMapKeyResponse.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 12: usersig.v1.UserSigService.GenerateUserSig:input_type -> usersig.v1.GenerateUserSigRequest
+	4,  // 13: usersig.v1.UserSigService.VerifyUserSig:input_type -> usersig.v1.VerifyUserSigRequest
+	7,  // 14: usersig.v1.UserSigService.GeneratePrivateMapKey:input_type -> usersig.v1.GeneratePrivateMapKeyRequest
+	3,  // 15: usersig.v1.UserSigService.GenerateUserSig:output_type -> usersig.v1.GenerateUserSigResponse
+	6,  // 16: usersig.v1.UserSigService.VerifyUserSig:output_type -> usersig.v1.VerifyUserSigResponse
+	8,  // 17: usersig.v1.UserSigService.GeneratePrivateMapKey:output_type -> usersig.v1.GeneratePrivateMapKeyResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_usersig_v1_usersig_proto_init() }
@@ -908,7 +991,7 @@ func file_usersig_v1_usersig_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_usersig_v1_usersig_proto_rawDesc), len(file_usersig_v1_usersig_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -48,6 +48,12 @@ type UserSigServiceClient interface {
 	VerifyUserSig(ctx context.Context, in *VerifyUserSigRequest, opts ...grpc.CallOption) (*VerifyUserSigResponse, error)
 	// GeneratePrivateMapKey mints a TRTC PrivateMapKey: a ticket that lets
 	// user_id enter one room with the privileges in privilege_map.
+	//
+	// It is as strong as GenerateUserSig: a PrivateMapKey is a UserSig with a
+	// userbuf, signed with the same key over the same fields, so it also
+	// logs user_id in to the app, as a UserSig does (VerifyUserSig calls it
+	// VALID, and Tencent's servers very likely accept it for login). Allow a
+	// caller this method only where it may also have GenerateUserSig.
 	GeneratePrivateMapKey(ctx context.Context, in *GeneratePrivateMapKeyRequest, opts ...grpc.CallOption) (*GeneratePrivateMapKeyResponse, error)
 }
 
@@ -109,6 +115,12 @@ type UserSigServiceServer interface {
 	VerifyUserSig(context.Context, *VerifyUserSigRequest) (*VerifyUserSigResponse, error)
 	// GeneratePrivateMapKey mints a TRTC PrivateMapKey: a ticket that lets
 	// user_id enter one room with the privileges in privilege_map.
+	//
+	// It is as strong as GenerateUserSig: a PrivateMapKey is a UserSig with a
+	// userbuf, signed with the same key over the same fields, so it also
+	// logs user_id in to the app, as a UserSig does (VerifyUserSig calls it
+	// VALID, and Tencent's servers very likely accept it for login). Allow a
+	// caller this method only where it may also have GenerateUserSig.
 	GeneratePrivateMapKey(context.Context, *GeneratePrivateMapKeyRequest) (*GeneratePrivateMapKeyResponse, error)
 	mustEmbedUnimplementedUserSigServiceServer()
 }
