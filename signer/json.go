@@ -11,7 +11,8 @@ import (
 // scanner reads exactly that, into slices of the document, without
 // allocating: encoding/json would cost more than the whole HMAC. It accepts
 // any key order, whitespace and escape that JSON allows, and rejects nested
-// values, duplicate TLS.* keys and anything after the closing brace.
+// values and anything but whitespace after the closing brace; the decoder
+// rejects duplicate TLS.* keys and their look-alikes.
 type jsonScanner struct {
 	s   []byte
 	i   int
@@ -22,6 +23,7 @@ var (
 	errJSONSyntax    = errors.New("the ticket's document is not a JSON object")
 	errJSONNested    = errors.New("the ticket's document holds a nested object or array")
 	errJSONDuplicate = errors.New("the ticket's document repeats a TLS field")
+	errJSONTrailing  = errors.New("the ticket's document has something other than whitespace after its closing brace")
 )
 
 func (p *jsonScanner) skipSpace() {
@@ -32,7 +34,9 @@ func (p *jsonScanner) skipSpace() {
 	p.i = i
 }
 
-// peek returns the next byte after whitespace, or 0 at the end.
+// peek returns the next byte after whitespace, or 0 at the end. A NUL byte
+// in the document also reads as 0, which no caller expects: it is a syntax
+// error wherever it stands, and object checks the end of input by position.
 func (p *jsonScanner) peek() byte {
 	p.skipSpace()
 	if p.i < len(p.s) {
@@ -76,8 +80,11 @@ func (p *jsonScanner) object(field func(key []byte) error) error {
 			}
 		}
 	}
-	if p.peek() != 0 {
-		return errJSONSyntax
+	// Only JSON whitespace may follow: a NUL byte and a second document
+	// after it are not the end of input.
+	p.skipSpace()
+	if p.i != len(p.s) {
+		return errJSONTrailing
 	}
 	return nil
 }

@@ -26,7 +26,16 @@ const (
 	// MaxExpiry is the last second a ticket may be valid through: the
 	// PrivateMapKey stores its absolute expiry as an unsigned 32-bit number.
 	MaxExpiry = math.MaxUint32
+	// MaxTime bounds the times a ticket may carry: Verify and Decode find
+	// a ticket whose TLS.time or TLS.time + TLS.expire is later Malformed.
+	// It is 9999-12-31T23:59:59Z, the last second a protobuf Timestamp (and
+	// RFC 3339) can hold, so every time a decoded ticket reports can be
+	// printed. Tickets minted here end by MaxExpiry, far earlier.
+	MaxTime = 253402300799
 )
+
+// maxTimeText is MaxTime in RFC 3339.
+const maxTimeText = "9999-12-31T23:59:59Z"
 
 // Privilege bits of a PrivateMapKey's privilege map.
 const (

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 )
 
 // fields are the members of a ticket's JSON document. The byte slices point
@@ -45,15 +47,18 @@ const (
 var (
 	errMissing   [len(tlsKeys)]error
 	errWrongType [len(tlsKeys)]error
+	errLookalike [len(tlsKeys)]error
 	errVersion   = errors.New(`the ticket's TLS.ver is not "2.0"`)
 	errSig       = errors.New("the ticket's TLS.sig is not the base64 of a 32-byte HMAC-SHA256")
 	errUserBuf   = errors.New("the ticket's TLS.userbuf is not standard base64")
-	errLifetime  = errors.New("the ticket's TLS.time + TLS.expire is too large")
+	errTime      = errors.New("the ticket's TLS.time is past " + maxTimeText)
+	errLifetime  = errors.New("the ticket's TLS.time + TLS.expire is past " + maxTimeText)
 )
 
 func init() {
 	for i, k := range tlsKeys {
 		errMissing[i] = errors.New("the ticket has no " + k)
+		errLookalike[i] = errors.New("the ticket's document has a key that is " + k + " only when case is ignored")
 		switch i {
 		case keySDKAppID, keyTime, keyExpire:
 			errWrongType[i] = errors.New("the ticket's " + k + " is not a non-negative integer")
@@ -141,7 +146,12 @@ func (d *decoder) decode(ticket string) error {
 	if string(f.version) != "2.0" {
 		return errVersion
 	}
-	if f.expire > math.MaxInt64-f.time {
+	// Both within MaxTime, so that every time a valid ticket carries
+	// prints as a protobuf Timestamp and as RFC 3339.
+	if f.time > MaxTime {
+		return errTime
+	}
+	if f.expire > MaxTime-f.time {
 		return errLifetime
 	}
 	if f.expireText == nil {
@@ -177,6 +187,13 @@ func (d *decoder) member(p *jsonScanner, key []byte) error {
 	case "TLS.sig":
 		k = keySig
 	default:
+		// Any other member is skipped, unless a reader that matches keys
+		// without regard to case (as encoding/json does) would take it for
+		// a TLS.* member: then the ticket has two readings. Valid tickets
+		// hold only exact TLS.* keys, so this never runs for them.
+		if k := tlsLookalike(key); k >= 0 {
+			return errLookalike[k]
+		}
 		return p.skipValue()
 	}
 	f := &d.f
@@ -223,4 +240,83 @@ func (d *decoder) member(p *jsonScanner, key []byte) error {
 		f.sig = s
 	}
 	return nil
+}
+
+// tlsLookalike returns the index in tlsKeys of the key that key matches when
+// case, Unicode case mappings and underscores and dashes are ignored, or -1.
+// It is called only for keys that are no exact TLS.* key. The match is wider
+// than encoding/json's (bytes.EqualFold, Unicode simple folding: "TLS.ſig"
+// with U+017F, "TLS.sdKappid" with the Kelvin sign U+212A) so that it also
+// covers readers that compare upper- or lower-cased strings, as Java's
+// equalsIgnoreCase does ("TLS.ıdentifier" with U+0131), and
+// encoding/json/v2's case-insensitive matching, which ignores _ and -.
+func tlsLookalike(key []byte) int {
+	// Every TLS.* key starts with T; only t and T match it (TestLookalike
+	// checks every rune), after any underscores and dashes.
+	i := 0
+	for i < len(key) && (key[i] == '_' || key[i] == '-') {
+		i++
+	}
+	if i == len(key) || key[i]|0x20 != 't' {
+		return -1
+	}
+	for k, name := range tlsKeys {
+		if foldsTo(key, name) {
+			return k
+		}
+	}
+	return -1
+}
+
+// foldsTo reports whether key is name (ASCII) when case, Unicode case
+// mappings and underscores and dashes in key are ignored.
+func foldsTo(key []byte, name string) bool {
+	j := 0
+	for i := 0; i < len(key); {
+		c := key[i]
+		if c == '_' || c == '-' {
+			i++
+			continue
+		}
+		if j == len(name) {
+			return false
+		}
+		r, n := rune(c), 1
+		if c >= utf8.RuneSelf {
+			r, n = utf8.DecodeRune(key[i:])
+		}
+		if !sameLetter(r, name[j]) {
+			return false
+		}
+		i += n
+		j++
+	}
+	return j == len(name)
+}
+
+// sameLetter reports whether r is the ASCII c, or a letter that some
+// case-insensitive comparison takes for c: the other case of c, a rune in
+// c's Unicode simple-folding orbit, or one whose upper or lower case is c.
+func sameLetter(r rune, c byte) bool {
+	if r == rune(c) {
+		return true
+	}
+	lower, upper := rune(c|0x20), rune(c&^0x20)
+	if lower < 'a' || lower > 'z' {
+		return false // not a letter: only itself
+	}
+	switch {
+	case r == lower || r == upper:
+		return true
+	case r < utf8.RuneSelf:
+		return false
+	case unicode.ToLower(r) == lower || unicode.ToUpper(r) == upper:
+		return true
+	}
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		if f == lower || f == upper {
+			return true
+		}
+	}
+	return false
 }

@@ -168,7 +168,7 @@ type Decoded struct {
 	IssueTime  time.Time // TLS.time
 	Expire     int64     // TLS.expire in seconds; 0 when the ticket has none
 	ExpireTime time.Time // TLS.time + TLS.expire
-	Sig        string    // TLS.sig, standard base64
+	Sig        string    // TLS.sig, re-encoded as canonical standard base64: one MAC, one spelling
 	UserBuf    []byte    // nil when the ticket has no userbuf
 	PrivateMap *PrivateMap
 	Kind       Kind
@@ -190,7 +190,9 @@ func Decode(ticket string) (Decoded, error) {
 		IssueTime:  time.Unix(f.time, 0).UTC(),
 		Expire:     f.expire,
 		ExpireTime: time.Unix(f.time+f.expire, 0).UTC(),
-		Sig:        string(f.sig),
+		// The 32 bytes TLS.sig decodes to, encoded afresh: the text may
+		// hold escapes or set the last character's unused bits.
+		Sig: string(stdAlphabet.appendEncode(nil, d.sig)),
 	}
 	if f.userbuf64 != nil {
 		out.UserBuf = append([]byte{}, d.ub...)
