@@ -12,7 +12,14 @@
 //
 // Exit status: 0 success (verify: the ticket is VALID); 1 verify found the
 // ticket not valid, or decode found it malformed; 2 usage error, reported
-// in one line on standard error.
+// in one line on standard error. A usage error names a flag or an
+// argument's position ("argument 3"), never an argument: a key or a ticket
+// put in the wrong place stays out of terminals and CI logs.
+//
+// decode prints every field of a ticket, unverified, and its kind:
+// TICKET_KIND_USER_SIG, TICKET_KIND_PRIVATE_MAP_KEY or
+// TICKET_KIND_OTHER_USER_BUF. Times up to 9999-12-31T23:59:59Z print; a
+// ticket with a later TLS.time or TLS.time + TLS.expire is malformed.
 package main
 
 import (

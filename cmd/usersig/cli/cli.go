@@ -77,7 +77,10 @@ func Run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv env) i
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		err = usagef("unknown command %q: want gen, verify or decode", args[0])
+		// Not args[0]: a key or ticket pasted in the wrong place would
+		// land in a terminal or CI log.
+		fmt.Fprintln(stderr, "usersig: argument 1 is not a command: want gen, verify or decode (usersig -h for help)")
+		return exitUsage
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage)
@@ -123,28 +126,98 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	return fs
 }
 
-// parse parses flags, which may come before or after the arguments, and
-// returns the arguments. A flag error becomes a usage error naming it.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
+// Arg is an argument that is no flag, and its position on the command
+// line.
+type Arg struct {
+	Pos int // 1 is the first argument after the program's name
+	Val string
+}
+
+// valueRules say what a flag's value must be, for ParseFlags's errors.
+var valueRules = map[string]string{
+	"sdkappid":  "not a valid number",
+	"at":        "not a valid number of Unix seconds",
+	"ttl":       "not a valid duration (such as 4320h or 15552000s)",
+	"room-id":   "not a valid number",
+	"privilege": "not a valid number",
+}
+
+// ParseFlags sets the flags of fs from args, where flags may come before
+// or after the other arguments and "--" ends them, and returns the other
+// arguments with their positions; args[0] is at position first. It is
+// flag.FlagSet.Parse without its messages, which repeat what they reject:
+// an argument put in the wrong place may be a key or a ticket, and a
+// "flag" a secret starting with '-'. Its errors name a defined flag or a
+// position, never a value. -h and -help, unless defined, give
+// flag.ErrHelp.
+func ParseFlags(fs *flag.FlagSet, args []string, first int) ([]Arg, error) {
+	var rest []Arg
+	for i := 0; i < len(args); i++ {
+		a, pos := args[i], first+i
+		if a == "--" {
+			for j, v := range args[i+1:] {
+				rest = append(rest, Arg{pos + 1 + j, v})
 			}
-			return nil, usageError{err.Error()}
+			break
 		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return positional, nil
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, Arg{pos, a}) // "-" too: standard input
+			continue
 		}
-		// flag stops at the first argument, or after "--", which ends the
-		// flags for good.
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(positional, rest...), nil
+		name := a[1:]
+		if name[0] == '-' {
+			name = name[1:]
 		}
-		positional, args = append(positional, rest[0]), rest[1:]
+		value, hasValue := "", false
+		if j := strings.IndexByte(name, '='); j >= 0 {
+			name, value, hasValue = name[:j], name[j+1:], true
+		}
+		if name == "" || name[0] == '-' {
+			return nil, fmt.Errorf("argument %d is not a known flag", pos)
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			if name == "h" || name == "help" {
+				return nil, flag.ErrHelp
+			}
+			return nil, fmt.Errorf("argument %d is not a known flag", pos)
+		}
+		// name is now a defined flag's: it may be named.
+		isBool := false
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok {
+			isBool = b.IsBoolFlag()
+		}
+		switch {
+		case isBool && !hasValue:
+			value = "true"
+		case !hasValue && i+1 < len(args):
+			i++
+			value = args[i]
+		case !hasValue:
+			return nil, fmt.Errorf("--%s needs a value", name)
+		}
+		if err := fs.Set(name, value); err != nil {
+			rule, ok := valueRules[name]
+			switch {
+			case isBool:
+				rule = "not true or false"
+			case !ok:
+				rule = "not a valid value"
+			}
+			return nil, fmt.Errorf("--%s: %s", name, rule)
+		}
 	}
+	return rest, nil
+}
+
+// parse is ParseFlags for a command's arguments: the command is argument
+// 1. Its errors are usage errors.
+func parse(fs *flag.FlagSet, args []string) ([]Arg, error) {
+	rest, err := ParseFlags(fs, args, 2)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return nil, usageError{err.Error()}
+	}
+	return rest, err
 }
 
 // check validates what gen and verify both need, in the order a user
@@ -223,7 +296,8 @@ func gen(args []string, out io.Writer, getenv env) (int, error) {
 		return 0, err
 	}
 	if len(rest) > 0 {
-		return 0, usagef("unexpected argument %q", rest[0])
+		// By position: what is there may be a secret.
+		return 0, usagef("argument %d is unexpected: gen takes only flags", rest[0].Pos)
 	}
 	if err := c.check(); err != nil {
 		return 0, err
@@ -266,12 +340,12 @@ func gen(args []string, out io.Writer, getenv env) (int, error) {
 
 // readTicket takes the ticket from the one argument, or from stdin when
 // that is "-" or missing.
-func readTicket(args []string, stdin io.Reader) (string, error) {
+func readTicket(args []Arg, stdin io.Reader) (string, error) {
 	switch {
 	case len(args) > 1:
-		return "", usagef("want one ticket, got %d arguments", len(args))
-	case len(args) == 1 && args[0] != "-":
-		return strings.TrimSpace(args[0]), nil
+		return "", usagef("argument %d is a second ticket: want one ticket", args[1].Pos)
+	case len(args) == 1 && args[0].Val != "-":
+		return strings.TrimSpace(args[0].Val), nil
 	}
 	b, err := io.ReadAll(io.LimitReader(stdin, signer.MaxTicketLen*2))
 	if err != nil {
@@ -339,6 +413,7 @@ type decoded struct {
 	IssueTime     string          `json:"issueTime"`
 	ExpireTime    string          `json:"expireTime"`
 	Sig           string          `json:"sig"`
+	Kind          string          `json:"kind"` // named as usersig.v1.TicketKind names it
 	UserBuf       string          `json:"userbuf,omitempty"`
 	PrivateMapKey *decodedPrivMap `json:"privateMapKey,omitempty"`
 }
@@ -377,6 +452,7 @@ func decode(args []string, stdin io.Reader, out io.Writer) (int, error) {
 		IssueTime:  d.IssueTime.Format(time.RFC3339),
 		ExpireTime: d.ExpireTime.Format(time.RFC3339),
 		Sig:        d.Sig,
+		Kind:       "TICKET_KIND_" + d.Kind.String(),
 	}
 	if d.UserBuf != nil {
 		v.UserBuf = base64.StdEncoding.EncodeToString(d.UserBuf)
