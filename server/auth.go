@@ -84,26 +84,78 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	return ctx, nil
 }
 
-// identify finds the caller: by bearer token when the call carries one,
-// else by a verified client certificate.
+// identify finds the caller of a call from its authorization metadata
+// and its verified client certificate (identifyBy). It needs the incoming
+// metadata and the peer in ctx; a gRPC tap handle's ctx has both.
 func identify(ctx context.Context, p *policy) (*caller, string, error) {
-	if vals := metadata.ValueFromIncomingContext(ctx, "authorization"); len(vals) > 0 {
-		scheme, token, ok := strings.Cut(vals[0], " ")
-		if !ok || !strings.EqualFold(scheme, "bearer") || strings.TrimSpace(token) == "" {
-			return nil, authNotBearer, errNotBearer
+	return p.identifyBy(metadata.ValueFromIncomingContext(ctx, "authorization"), verifiedClientCert(ctx))
+}
+
+// identifyBy finds the caller named by a call's authorization values and
+// its verified client certificate (nil without mutual TLS); on failure it
+// returns the reason, as usersig_auth_failures_total counts it, and the
+// error to answer. A token is checked first: a bad one is refused
+// whatever the certificate says. Then:
+//   - a certificate alone names its caller;
+//   - a token and a certificate that names a caller must name the same
+//     one, so a stolen token does not work beside another caller's
+//     certificate;
+//   - a caller that lists client_cert_names is bound to them: its token
+//     is refused over a certificate that does not name it;
+//   - otherwise (a certificate that names no caller, as a mesh's workload
+//     certificates may) the token decides.
+func (p *policy) identifyBy(authorization []string, cert *x509.Certificate) (*caller, string, error) {
+	var byCert *caller
+	if cert != nil {
+		c, ambiguous := p.byCert(cert)
+		if ambiguous {
+			return nil, authUnknownCert, errAmbiguousCert
 		}
-		if c := p.byToken(strings.TrimSpace(token)); c != nil {
-			return c, "", nil
-		}
-		return nil, authUnknownToken, errUnknownToken
+		byCert = c
 	}
-	if cert := verifiedClientCert(ctx); cert != nil {
-		if c := p.byCert(cert); c != nil {
-			return c, "", nil
+	if len(authorization) == 0 {
+		switch {
+		case byCert != nil:
+			return byCert, "", nil
+		case cert != nil:
+			return nil, authUnknownCert, errUnknownCert
 		}
-		return nil, authUnknownCert, errUnknownCert
+		return nil, authNoToken, errNoToken
 	}
-	return nil, authNoToken, errNoToken
+	c, reason, err := p.tokenCaller(authorization)
+	if err != nil {
+		return nil, reason, err
+	}
+	if byCert != c && (byCert != nil || len(c.certNames) > 0) {
+		return nil, authCertTokenMismatch, errCertTokenMismatch
+	}
+	return c, "", nil
+}
+
+// tokenCaller finds the caller named by a call's authorization metadata
+// values (metadata.MD's "authorization"): exactly one value, "Bearer
+// <token>" (the scheme in any case), whose token is a caller's. It needs
+// nothing but the metadata, so a tap handle can use it before the
+// request is read; it does not bind the token to a client certificate,
+// which identifyBy then does. reason is the auth failure reason, err the
+// error to answer; neither holds the token.
+func (p *policy) tokenCaller(authorization []string) (c *caller, reason string, err error) {
+	switch len(authorization) {
+	case 0:
+		return nil, authNoToken, errNoToken
+	case 1:
+	default: // two tokens: which one would a proxy in front have checked?
+		return nil, authNotBearer, errNotBearer
+	}
+	scheme, token, ok := strings.Cut(authorization[0], " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
+		return nil, authNotBearer, errNotBearer
+	}
+	if c := p.byToken(token); c != nil {
+		return c, "", nil
+	}
+	return nil, authUnknownToken, errUnknownToken
 }
 
 // verifiedClientCert is the leaf of the call's verified client certificate

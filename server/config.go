@@ -3,13 +3,16 @@ package server
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"math"
 	"os"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -105,7 +108,10 @@ type CallerConfig struct {
 	// TokenSHA256 is the hex SHA-256 of the caller's bearer token.
 	TokenSHA256 string `yaml:"token_sha256"`
 	// ClientCertNames name the caller by a verified client certificate's
-	// subject common name or DNS/URI SAN (mutual TLS only).
+	// DNS or URI SAN, or its subject common name when it has no SAN at
+	// all (mutual TLS only). A name belongs to one caller. A caller that
+	// lists names is bound to them: its token is accepted only over a
+	// certificate that names it.
 	ClientCertNames []string `yaml:"client_cert_names"`
 	// Apps are SDKAppIDs, or "*" for every configured app.
 	Apps []string `yaml:"apps"`
@@ -164,7 +170,7 @@ const (
 	DefaultShutdownTimeout    = 20 * time.Second
 	DefaultReloadInterval     = 2 * time.Second
 	DefaultMaxCallDuration    = 5 * time.Second
-	DefaultMaxConcurrentCalls = 4096
+	DefaultMaxConcurrentCalls = 1024
 	shortKeyLen               = 32
 )
 
@@ -196,17 +202,21 @@ type Loaded struct {
 
 // LoadConfig reads, validates and compiles the config file at path,
 // reading the key files it names. The error is a *ConfigError listing
-// every problem; no message holds a secret.
+// every problem; no message holds a secret. A config file that anyone but
+// its owner may write, or that is owned by neither root nor the server's
+// user, is refused unread, as such key files are.
 func LoadConfig(path string) (*Loaded, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, &ConfigError{Path: path, Problems: []string{oneLine(err.Error())}}
+	b, problems := readTrusted(path, false)
+	if problems != nil {
+		return nil, &ConfigError{Path: path, Problems: problems}
 	}
 	cfg, err := ParseConfig(b)
 	if err != nil {
 		return nil, &ConfigError{Path: path, Problems: strings.Split(err.Error(), "\n")}
 	}
-	l, err := Compile(cfg)
+	d := newInputDigest()
+	d.add(path, b)
+	l, err := compile(cfg, d)
 	if err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {
@@ -217,6 +227,141 @@ func LoadConfig(path string) (*Loaded, error) {
 	sum := sha256.Sum256(b)
 	l.Hash = hex.EncodeToString(sum[:6])
 	return l, nil
+}
+
+// readTrusted reads a file the server takes orders or keys from: the
+// config file or a key file. It must be a regular file that no one but
+// its owner may write (group-writable is refused too), owned by root or
+// by the server's user; a secret must also not be readable by others.
+// The rules are checked on the opened file, so the file read is the file
+// checked. A symlink is followed (Kubernetes mounts ConfigMaps and
+// Secrets through ..data symlinks): what counts is the file it leads to.
+// The directories on the way are not checked; see trustProblems.
+func readTrusted(path string, secret bool) ([]byte, []string) {
+	// Stat before opening, so that a FIFO is refused rather than waited on.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, []string{pathError(err)}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, []string{path + " is not a regular file"}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, []string{pathError(err)}
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, []string{pathError(err)}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, []string{path + " is not a regular file"}
+	}
+	if problems := trustProblems(path, fi, secret); problems != nil {
+		return nil, problems
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, []string{pathError(err)}
+	}
+	return b, nil
+}
+
+// trustProblems says why a file the server trusts must be refused, one
+// line per rule it breaks, or nil. Another local user who may write the
+// config can add a caller, and one who may write a key file can make
+// tickets signed with a key of his own verify. Only the file is checked,
+// not the directories that lead to it: a file swapped in through a
+// writable directory is owned by whoever swapped it, which the owner rule
+// refuses; and Kubernetes shows the directories of ConfigMap and Secret
+// volumes as mode 0777 (they are mounted read-only), so a rule on
+// directories would refuse every pod.
+func trustProblems(path string, fi os.FileInfo, secret bool) []string {
+	var out []string
+	mode := fi.Mode().Perm()
+	if secret && mode&0o004 != 0 {
+		out = append(out, fmt.Sprintf("%s is readable by others (mode %04o); run chmod o-rwx on it", path, mode))
+	}
+	if mode&0o022 != 0 {
+		out = append(out, fmt.Sprintf("%s is writable by its group or others (mode %04o); run chmod go-w on it", path, mode))
+	}
+	if uid, ok := fileOwner(fi); ok && uid != 0 && int64(uid) != int64(os.Geteuid()) {
+		out = append(out, fmt.Sprintf("%s is owned by uid %d, neither root nor the server's user (uid %d)", path, uid, os.Geteuid()))
+	}
+	return out
+}
+
+// fileOwner is the uid that owns a file, where the system has one: the
+// Uid of syscall.Stat_t on every Unix. It is read by name so that this
+// package, which cmd/usersig imports, still builds where there is none.
+func fileOwner(fi os.FileInfo) (uint32, bool) {
+	v := reflect.ValueOf(fi.Sys())
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			return 0, false
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return 0, false
+	}
+	uid := v.FieldByName("Uid")
+	if !uid.IsValid() || !uid.CanUint() {
+		return 0, false
+	}
+	return uint32(uid.Uint()), true
+}
+
+// inputDigest is a digest of what a config was loaded from: the config
+// file and every key file, path and content. It lets the server tell
+// whether the files on disk still say what the config in force says
+// (usersig_config_stale) without keeping a copy of any key.
+type inputDigest struct{ h hash.Hash }
+
+func newInputDigest() *inputDigest { return &inputDigest{h: sha256.New()} }
+
+func (d *inputDigest) add(path string, content []byte) {
+	var n [16]byte
+	binary.BigEndian.PutUint64(n[:8], uint64(len(path)))
+	binary.BigEndian.PutUint64(n[8:], uint64(len(content)))
+	d.h.Write(n[:])
+	d.h.Write([]byte(path))
+	d.h.Write(content)
+}
+
+func (d *inputDigest) sum() (out [sha256.Size]byte) {
+	d.h.Sum(out[:0])
+	return out
+}
+
+// diskDigest digests the config file at path and the key files it names
+// as they are now, as LoadConfig digests them; ok is false when they
+// cannot be read. Nothing is validated: it only tells whether the files
+// changed.
+func diskDigest(path string) (sum [sha256.Size]byte, ok bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return sum, false
+	}
+	cfg, err := ParseConfig(b)
+	if err != nil {
+		return sum, false
+	}
+	d := newInputDigest()
+	d.add(path, b)
+	for _, a := range cfg.Apps {
+		for _, k := range a.Keys {
+			if k.File == "" || k.Env != "" {
+				continue
+			}
+			kb, err := os.ReadFile(k.File)
+			if err != nil {
+				return sum, false
+			}
+			d.add(k.File, kb)
+		}
+	}
+	return d.sum(), true
 }
 
 // yamlTypeNames maps the config's Go types to the sections they are, for
@@ -279,6 +424,7 @@ func human(d time.Duration) string {
 // checker collects problems, each naming its field.
 type checker struct {
 	problems, warnings []string
+	digest             *inputDigest
 }
 
 func (c *checker) addf(field, format string, args ...any) {
@@ -334,8 +480,11 @@ var (
 
 // Compile validates cfg, reads the secrets it names and builds the policy
 // the server enforces. Every problem is reported, one line each.
-func Compile(cfg *Config) (*Loaded, error) {
-	var c checker
+func Compile(cfg *Config) (*Loaded, error) { return compile(cfg, newInputDigest()) }
+
+// compile is Compile, adding the key files it reads to d.
+func compile(cfg *Config, d *inputDigest) (*Loaded, error) {
+	c := checker{digest: d}
 	if cfg.GRPC.Listen == "" {
 		cfg.GRPC.Listen = DefaultListen
 	}
@@ -343,6 +492,9 @@ func Compile(cfg *Config) (*Loaded, error) {
 		if t.CertFile == "" || t.KeyFile == "" {
 			c.addf("grpc.tls", "cert_file and key_file are both required")
 		}
+		c.tlsFile("grpc.tls.cert_file", t.CertFile, false)
+		c.tlsFile("grpc.tls.key_file", t.KeyFile, true)
+		c.tlsFile("grpc.tls.client_ca_file", t.ClientCAFile, false)
 	}
 	c.duration("grpc.max_call_duration", &cfg.GRPC.MaxCallDuration, DefaultMaxCallDuration)
 	if cfg.GRPC.MaxCallDuration.d < time.Millisecond {
@@ -392,7 +544,7 @@ func Compile(cfg *Config) (*Loaded, error) {
 	if len(cfg.Callers) == 0 {
 		c.addf("callers", "at least one caller is required")
 	}
-	names, tokens := map[string]bool{}, map[[sha256.Size]byte]string{}
+	names, tokens, certNames := map[string]bool{}, map[[sha256.Size]byte]string{}, map[string]string{}
 	mtls := cfg.GRPC.TLS != nil && cfg.GRPC.TLS.ClientCAFile != ""
 	for i := range cfg.Callers {
 		field := fmt.Sprintf("callers[%d]", i)
@@ -410,12 +562,40 @@ func Compile(cfg *Config) (*Loaded, error) {
 			}
 			tokens[cl.tokenHash] = cl.name
 		}
+		// A certificate name picks one caller, or a certificate could be
+		// read as either.
+		for j, n := range cl.certNames {
+			if other, dup := certNames[n]; dup && other != cl.name {
+				c.addf(fmt.Sprintf("%s.client_cert_names[%d]", field, j), "%q is also listed by caller %q", n, other)
+				continue
+			}
+			certNames[n] = cl.name
+		}
 		p.callers = append(p.callers, cl)
 	}
 	if len(c.problems) > 0 {
 		return nil, &ConfigError{Problems: c.problems}
 	}
+	p.inputs = c.digest.sum()
 	return &Loaded{Config: cfg, Warnings: c.warnings, policy: p}, nil
+}
+
+// tlsFile checks a TLS file by the rules of the config and key files: a
+// writable client CA file lets its writer name any caller by a
+// certificate of his own, and a TLS key readable by others lets them
+// pose as the server. A missing file is left to the server, which reports
+// it when it loads the files at start.
+func (c *checker) tlsFile(field, path string, secret bool) {
+	if path == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	for _, p := range trustProblems(path, fi, secret) {
+		c.addf(field, "%s", p)
+	}
 }
 
 func (c *checker) app(field string, ac *AppConfig) *app {
@@ -464,8 +644,9 @@ func (c *checker) app(field string, ac *AppConfig) *app {
 }
 
 // secret reads one key from its file or environment variable. A key file
-// readable by others is refused; group-readable is fine (a Kubernetes
-// Secret mounted 0440 with an fsGroup).
+// readable by others, writable by anyone but its owner, or owned by
+// neither root nor the server's user is refused; group-readable is fine
+// (a Kubernetes Secret mounted 0440 with an fsGroup).
 func (c *checker) secret(field string, kc *KeyConfig) []byte {
 	switch {
 	case kc.secret != nil:
@@ -473,26 +654,17 @@ func (c *checker) secret(field string, kc *KeyConfig) []byte {
 	case kc.File != "" && kc.Env != "":
 		c.addf(field, "set file or env, not both")
 	case kc.File != "":
-		fi, err := os.Stat(kc.File)
-		if err != nil {
-			c.addf(field+".file", "%s", pathError(err))
+		raw, problems := readTrusted(kc.File, true)
+		for _, p := range problems {
+			c.addf(field+".file", "%s", p)
+		}
+		if problems != nil {
 			return nil
 		}
-		if !fi.Mode().IsRegular() {
-			c.addf(field+".file", "%s is not a regular file", kc.File)
-			return nil
-		}
-		if fi.Mode().Perm()&0o004 != 0 {
-			c.addf(field+".file", "%s is readable by others (mode %04o); run chmod o-rwx on it", kc.File, fi.Mode().Perm())
-			return nil
-		}
-		b, err := os.ReadFile(kc.File)
-		if err != nil {
-			c.addf(field+".file", "%s", pathError(err))
-			return nil
-		}
+		c.digest.add(kc.File, raw)
 		// A key file usually ends in a newline; a key never does.
-		if b = bytes.TrimSpace(b); len(b) == 0 {
+		b := bytes.TrimSpace(raw)
+		if len(b) == 0 {
 			c.addf(field+".file", "%s is empty", kc.File)
 			return nil
 		}
@@ -518,6 +690,26 @@ func pathError(err error) string {
 	return err.Error()
 }
 
+// userIDPattern compiles a caller's user_id_pattern so that it must match
+// the whole user id. The pattern is compiled on its own first: wrapped in
+// ^(?: and )$ at once, an unbalanced ")" in it would close the wrapper's
+// group and let the rest match anywhere (u_[0-9]+)|(x matches u_1zzz).
+// A pattern that compiles on its own is one group, so wrapping it anchors
+// all of it; only an unterminated \Q then swallows the wrapper's end,
+// which fails to compile.
+func (c *checker) userIDPattern(field, pattern string) *regexp.Regexp {
+	if _, err := regexp.Compile(pattern); err != nil {
+		c.addf(field, "%s", oneLine(err.Error()))
+		return nil
+	}
+	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
+	if err != nil {
+		c.addf(field, "cannot be anchored to the whole user id (end a \\Q quote with \\E): %s", oneLine(err.Error()))
+		return nil
+	}
+	return re
+}
+
 func (c *checker) caller(field string, cc *CallerConfig, p *policy, declared map[uint64]bool, mtls bool) *caller {
 	before := len(c.problems)
 	cl := &caller{name: cc.Name}
@@ -535,6 +727,11 @@ func (c *checker) caller(field string, cc *CallerConfig, p *policy, declared map
 	}
 	if len(cc.ClientCertNames) > 0 && !mtls {
 		c.addf(field+".client_cert_names", "needs mutual TLS: set grpc.tls.client_ca_file")
+	}
+	for j, n := range cc.ClientCertNames {
+		if n == "" {
+			c.addf(fmt.Sprintf("%s.client_cert_names[%d]", field, j), "must not be empty")
+		}
 	}
 	cl.certNames = cc.ClientCertNames
 	if cc.TokenSHA256 == "" && len(cc.ClientCertNames) == 0 {
@@ -578,11 +775,7 @@ func (c *checker) caller(field string, cc *CallerConfig, p *policy, declared map
 		}
 	}
 	if cc.UserIDPattern != "" {
-		re, err := regexp.Compile(`^(?:` + cc.UserIDPattern + `)$`)
-		if err != nil {
-			c.addf(field+".user_id_pattern", "%s", oneLine(err.Error()))
-		}
-		cl.userIDPattern = re
+		cl.userIDPattern = c.userIDPattern(field+".user_id_pattern", cc.UserIDPattern)
 	}
 	if r := cc.Rate; r != nil {
 		switch {

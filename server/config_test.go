@@ -112,6 +112,48 @@ callers:
 			"callers[0].user_id_pattern: error parsing regexp",
 			"callers[0].rate.per_second: must be above 0",
 		}},
+		{"user_id_pattern that would escape its anchors", map[string]string{"key": key}, minimalApps + `
+callers:
+  - name: web
+    token_sha256: ` + tokenHash(tokWeb) + `
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+    user_id_pattern: 'u_[0-9]+)|(x'
+`, []string{"callers[0].user_id_pattern: error parsing regexp: unexpected ): `u_[0-9]+)|(x`"}},
+		{"user_id_pattern with an open \\Q quote", map[string]string{"key": key}, minimalApps + `
+callers:
+  - name: web
+    token_sha256: ` + tokenHash(tokWeb) + `
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+    user_id_pattern: 'u_\Q1'
+`, []string{`callers[0].user_id_pattern: cannot be anchored to the whole user id (end a \Q quote with \E)`}},
+		{"client certificate name of two callers", map[string]string{"key": key}, `
+grpc:
+  tls: {cert_file: /nonexistent/tls.crt, key_file: /nonexistent/tls.key, client_ca_file: /nonexistent/ca.crt}
+` + minimalApps + `
+callers:
+  - name: a
+    client_cert_names: [a.internal, shared.internal]
+    apps: [1400000000]
+    methods: [VerifyUserSig]
+  - name: b
+    client_cert_names: [b.internal, b.internal]
+    apps: [1400000000]
+    methods: [VerifyUserSig]
+  - name: c
+    client_cert_names: [shared.internal, b.internal]
+    apps: [1400000000]
+    methods: [VerifyUserSig]
+  - name: d
+    client_cert_names: [""]
+    apps: [1400000000]
+    methods: [VerifyUserSig]
+`, []string{
+			`callers[2].client_cert_names[0]: "shared.internal" is also listed by caller "a"`,
+			`callers[2].client_cert_names[1]: "b.internal" is also listed by caller "b"`,
+			`callers[3].client_cert_names[0]: must not be empty`,
+		}},
 		{"caller max_ttl above the app's", map[string]string{"key": key}, minimalApps + `
 callers:
   - name: web

@@ -14,12 +14,17 @@ import (
 // none ever holds a key, a token or a ticket.
 var (
 	errNoToken       = status.Error(codes.Unauthenticated, "missing credentials: send the metadata authorization: Bearer <token>")
-	errNotBearer     = status.Error(codes.Unauthenticated, "the authorization metadata must be Bearer <token>")
+	errNotBearer     = status.Error(codes.Unauthenticated, "the authorization metadata must be one Bearer <token>")
 	errUnknownToken  = status.Error(codes.Unauthenticated, "unknown bearer token")
 	errUnknownCert   = status.Error(codes.Unauthenticated, "the client certificate names no caller")
-	errOverloaded    = status.Error(codes.ResourceExhausted, "the server is at its limit of concurrent calls; retry with backoff")
-	errInternal      = status.Error(codes.Internal, "internal error")
-	errUserIDPattern = status.Error(codes.PermissionDenied, "user_id is outside the user ids this caller may use (its user_id_pattern)")
+	errAmbiguousCert = status.Error(codes.Unauthenticated, "the client certificate names more than one caller")
+	// errCertTokenMismatch: the token's caller is not the certificate's,
+	// or the token's caller is bound to certificates and this one does
+	// not name it.
+	errCertTokenMismatch = status.Error(codes.Unauthenticated, "the bearer token and the client certificate do not name the same caller")
+	errOverloaded        = status.Error(codes.ResourceExhausted, "the server is at its limit of concurrent calls; retry with backoff")
+	errInternal          = status.Error(codes.Internal, "internal error")
+	errUserIDPattern     = status.Error(codes.PermissionDenied, "user_id is outside the user ids this caller may use (its user_id_pattern)")
 )
 
 // Why authentication failed, as the auth failure metric counts it.
@@ -28,9 +33,13 @@ const (
 	authNotBearer    = "not_bearer"
 	authUnknownToken = "unknown_token"
 	authUnknownCert  = "unknown_cert"
-	authMethod       = "method_denied"
-	authApp          = "app_denied"
-	authUserID       = "user_id_denied"
+	// authCertTokenMismatch: a token beside a certificate that names
+	// another caller, or the token of a caller bound to certificates
+	// beside one that does not name it.
+	authCertTokenMismatch = "cert_token_mismatch"
+	authMethod            = "method_denied"
+	authApp               = "app_denied"
+	authUserID            = "user_id_denied"
 )
 
 func errMethodDenied(caller, method string) error {

@@ -3,6 +3,7 @@ package server
 import (
 	"runtime"
 	"strconv"
+	"sync"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,35 @@ type metrics struct {
 	reloads       *prometheus.CounterVec
 	generation    prometheus.Gauge
 	ready         prometheus.Gauge
+	stale         staleness
+}
+
+// staleness backs usersig_config_stale: 1 while a reload has been refused
+// and the files on disk differ from the config in force. A refused
+// reload sets refused; a successful one clears it. The files are compared
+// when /metrics is read, so the gauge also falls to 0 when the operator
+// puts back the files in force without a reload (reload.interval 0s,
+// SIGHUP only); refused is then cleared, so later edits that no reload
+// has yet tried do not count as stale.
+type staleness struct {
+	mu      sync.Mutex
+	refused bool
+	// differ reports whether the files on disk differ from the config in
+	// force; set by the server at start.
+	differ func() bool
+}
+
+func (st *staleness) value() float64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.refused || st.differ == nil {
+		return 0
+	}
+	if !st.differ() {
+		st.refused = false
+		return 0
+	}
+	return 1
 }
 
 func newMetrics(version string) *metrics {
@@ -43,7 +73,7 @@ func newMetrics(version string) *metrics {
 		}, []string{"sdk_app_id", "status"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_auth_failures_total",
-			Help: "Calls refused for who made them, by reason: no_token, not_bearer, unknown_token, unknown_cert, method_denied, app_denied, user_id_denied.",
+			Help: "Calls refused for who made them, by reason: no_token, not_bearer, unknown_token, unknown_cert, cert_token_mismatch, method_denied, app_denied, user_id_denied.",
 		}, []string{"reason"}),
 		rateLimits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_rate_limited_total",
@@ -62,16 +92,20 @@ func newMetrics(version string) *metrics {
 			Help: "1 while the server is ready to serve, 0 while it starts or drains.",
 		}),
 	}
+	stale := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "usersig_config_stale",
+		Help: "1 while a reload has been refused and the config or key files on disk differ from the config in force, else 0.",
+	}, m.stale.value)
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "usersig_build_info",
 		Help: "Always 1; the labels say what is running.",
 	}, []string{"version", "go_version"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.registry.MustRegister(m.grpc, m.tickets, m.verifications, m.authFailures, m.rateLimits, m.reloads,
-		m.generation, m.ready, buildInfo,
+		m.generation, m.ready, stale, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that alerts watch exist from the start, at 0.
-	for _, r := range []string{authNoToken, authNotBearer, authUnknownToken, authUnknownCert, authMethod, authApp, authUserID} {
+	for _, r := range []string{authNoToken, authNotBearer, authUnknownToken, authUnknownCert, authCertTokenMismatch, authMethod, authApp, authUserID} {
 		m.authFailures.WithLabelValues(r)
 	}
 	m.reloads.WithLabelValues("success")
@@ -93,7 +127,18 @@ func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(re
 
 func (m *metrics) rateLimited(caller string) { m.rateLimits.WithLabelValues(caller).Inc() }
 
+// watchStale gives usersig_config_stale the function that compares the
+// files on disk with the config in force.
+func (m *metrics) watchStale(differ func() bool) {
+	m.stale.mu.Lock()
+	defer m.stale.mu.Unlock()
+	m.stale.differ = differ
+}
+
 func (m *metrics) reloaded(ok bool, generation uint64) {
+	m.stale.mu.Lock()
+	m.stale.refused = !ok
+	m.stale.mu.Unlock()
 	if !ok {
 		m.reloads.WithLabelValues("failure").Inc()
 		return

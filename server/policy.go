@@ -23,6 +23,8 @@ type policy struct {
 	callers    []*caller
 	generation uint64
 	hash       string
+	// inputs digests the files the policy was loaded from (inputDigest).
+	inputs [sha256.Size]byte
 }
 
 // app is one SDKAppID with its keys: keys[0] signs, all verify.
@@ -92,23 +94,44 @@ func (p *policy) byToken(token string) *caller {
 	return found
 }
 
-// byCert finds the caller a verified client certificate names, by its
-// subject common name or a DNS or URI SAN.
-func (p *policy) byCert(cert *x509.Certificate) *caller {
-	names := append([]string{cert.Subject.CommonName}, cert.DNSNames...)
+// byCert finds the caller a verified client certificate names. A
+// certificate names a caller by a DNS or URI SAN; by its subject common
+// name only when it has no SAN of any kind (DNS, URI, IP or email), as
+// TLS clients ignore the CN of a certificate that has SANs. A certificate
+// whose names pick two callers is ambiguous and names none of them
+// (names are unique to a caller, but one certificate may carry several).
+func (p *policy) byCert(cert *x509.Certificate) (c *caller, ambiguous bool) {
+	var names []string
+	if len(cert.DNSNames) == 0 && len(cert.URIs) == 0 && len(cert.IPAddresses) == 0 && len(cert.EmailAddresses) == 0 {
+		names = append(names, cert.Subject.CommonName)
+	}
+	names = append(names, cert.DNSNames...)
 	for _, u := range cert.URIs {
 		names = append(names, u.String())
 	}
-	for _, c := range p.callers {
-		for _, want := range c.certNames {
-			for _, got := range names {
-				if got != "" && got == want {
-					return c
-				}
+	for _, cl := range p.callers {
+		if !cl.namedBy(names) {
+			continue
+		}
+		if c != nil && c != cl {
+			return nil, true
+		}
+		c = cl
+	}
+	return c, false
+}
+
+// namedBy reports whether one of names is one of the caller's
+// client_cert_names.
+func (c *caller) namedBy(names []string) bool {
+	for _, want := range c.certNames {
+		for _, got := range names {
+			if got != "" && got == want {
+				return true
 			}
 		}
 	}
-	return nil
+	return false
 }
 
 // mayUse reports whether the caller may use the app id (configured or not).

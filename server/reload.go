@@ -36,6 +36,9 @@ func (s *Server) install(l *Loaded, pre []fileStamp) {
 		s.configLog.Warn(w)
 	}
 	s.watched = merge(pre, stampFiles(s.opts.ConfigPath, l.Config))
+	if old == nil && s.opts.ConfigPath != "" {
+		s.metrics.watchStale(s.filesDiffer)
+	}
 	s.metrics.reloaded(true, p.generation)
 	s.configLog.Info("config in force", zap.Uint64("generation", p.generation), zap.String("hash", p.hash),
 		zap.Int("apps", len(p.appList)), zap.Int("callers", len(p.callers)))
@@ -94,6 +97,14 @@ func (s *Server) Reload() error {
 	}
 	s.install(l, pre)
 	return nil
+}
+
+// filesDiffer reports whether the config file and the key files it names
+// differ, in path or content, from those the config in force was loaded
+// from (or cannot be read).
+func (s *Server) filesDiffer() bool {
+	sum, ok := diskDigest(s.opts.ConfigPath)
+	return !ok || sum != s.policy.Load().inputs
 }
 
 // staticChanges names the settings that changed but only apply at start.
@@ -182,7 +193,13 @@ func (f fileStamp) changed() bool {
 	case err != nil:
 		return false
 	}
-	return !os.SameFile(fi, f.info) || !fi.ModTime().Equal(f.info.ModTime()) || fi.Size() != f.info.Size() || fi.Mode() != f.info.Mode()
+	if !os.SameFile(fi, f.info) || !fi.ModTime().Equal(f.info.ModTime()) || fi.Size() != f.info.Size() || fi.Mode() != f.info.Mode() {
+		return true
+	}
+	// A chown fixes a file the owner rule refused, and changes nothing else.
+	was, _ := fileOwner(f.info)
+	is, _ := fileOwner(fi)
+	return was != is
 }
 
 // watch reloads when the config file or a key file changes.

@@ -216,3 +216,122 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestUserIDPatternCannotEscape: a user_id_pattern with an unbalanced ")"
+// once closed the group it was wrapped in, so 'u_[0-9]+)|(x' let web mint
+// for u_1zzz. Such a config is refused, naming the field, and web stays
+// held to the pattern in force.
+func TestUserIDPatternCannotEscape(t *testing.T) {
+	noWatch := strings.Replace(fixtureConfig, "interval: 50ms", "interval: 0s", 1)
+	ts := startServer(t, noWatch)
+	mint := func(name, userID string, want codes.Code) {
+		t.Helper()
+		_, err := ts.client.GenerateUserSig(ts.as(tokWeb), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: userID})
+		wantCode(t, name, err, want, "")
+	}
+	mint("u_1 under the pattern in force", "u_1", codes.OK)
+	mint("u_1zzz under the pattern in force", "u_1zzz", codes.PermissionDenied)
+	ts.writeConfig(strings.Replace(noWatch, "'^u_[0-9]{1,16}$'", "'u_[0-9]+)|(x'", 1))
+	err := ts.srv.Reload()
+	if err == nil || !strings.Contains(err.Error(), "callers[1].user_id_pattern: error parsing regexp: unexpected ): `u_[0-9]+)|(x`") {
+		t.Errorf("Reload with an unbalanced pattern: %v, want it refused naming callers[1].user_id_pattern", err)
+	}
+	mint("u_1zzz after the refused reload", "u_1zzz", codes.PermissionDenied)
+	// Without its own anchors, a balanced pattern still matches only
+	// whole user ids.
+	ts.writeConfig(strings.Replace(noWatch, "'^u_[0-9]{1,16}$'", "'u_[0-9]+|x'", 1))
+	if err := ts.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	mint("u_1zzz under u_[0-9]+|x", "u_1zzz", codes.PermissionDenied)
+	mint("xx under u_[0-9]+|x", "xx", codes.PermissionDenied)
+	mint("x under u_[0-9]+|x", "x", codes.OK)
+	mint("u_12 under u_[0-9]+|x", "u_12", codes.OK)
+}
+
+// TestConfigStale: usersig_config_stale is 1 while a reload has been
+// refused and the files on disk differ from the config in force: a
+// removed caller stays in force until the files are fixed. It falls to 0
+// when the files in force are put back, even with no reload to notice
+// (reload.interval 0s, SIGHUP only), and when a fixed config reloads.
+func TestConfigStale(t *testing.T) {
+	noWatch := strings.Replace(fixtureConfig, "interval: 50ms", "interval: 0s", 1)
+	ts := startServer(t, noWatch)
+	stale := func(when, want string) {
+		t.Helper()
+		_, body := ts.httpGet("/metrics")
+		if !strings.Contains(body, "\nusersig_config_stale "+want+"\n") {
+			t.Errorf("%s: want usersig_config_stale %s, /metrics says\n%s", when, want, grepLines(body, "usersig_config_stale"))
+		}
+	}
+	webCalls := func(name string, want codes.Code) {
+		t.Helper()
+		_, err := ts.client.GenerateUserSig(ts.as(tokWeb), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u_1"})
+		wantCode(t, name, err, want, "")
+	}
+	withoutWeb := strings.Replace(noWatch, "  - name: web\n", "  - name: web2\n", 1)
+	withoutWeb = strings.Replace(withoutWeb, tokenHash(tokWeb), tokenHash("tok-web2-00000000000000000000"), 1)
+	const keyNext = "next-old-key-fedcba9876543210fedcba9876543210fedcba987654321"
+	stale("at start", "0")
+
+	// The operator removes web, but a key file is broken: the reload is
+	// refused and web stays in force.
+	ts.writeConfig(withoutWeb)
+	ts.writeFile("old.key", keyNext, 0o644)
+	if err := ts.srv.Reload(); err == nil {
+		t.Fatal("Reload with an others-readable key file succeeded")
+	}
+	stale("after the refused reload", "1")
+	webCalls("web, removed by the refused config", codes.OK)
+	stale("read twice", "1")
+
+	// Putting back the files in force is not stale, with no reload.
+	ts.writeConfig(noWatch)
+	stale("with the config put back but the key file not", "1")
+	ts.writeFile("old.key", keyOld, 0o440)
+	stale("with the files in force put back", "0")
+
+	// Refused again; then fixed forward and reloaded.
+	ts.writeConfig(withoutWeb)
+	ts.writeFile("old.key", keyNext, 0o644)
+	if err := ts.srv.Reload(); err == nil {
+		t.Fatal("Reload with an others-readable key file succeeded")
+	}
+	stale("after the second refused reload", "1")
+	ts.writeFile("old.key", keyNext, 0o440)
+	stale("fixed on disk but not reloaded", "1")
+	if err := ts.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	stale("after the fixed config reloaded", "0")
+	webCalls("web, removed by the reloaded config", codes.Unauthenticated)
+
+	// A refused reload of a config that differs only in the mode of a
+	// file does not leave a stale config: what is in force is what the
+	// files say.
+	ts.writeFile("old.key", keyNext, 0o620)
+	if err := ts.srv.Reload(); err == nil {
+		t.Fatal("Reload with a group-writable key file succeeded")
+	}
+	stale("after a refused reload of the same contents", "0")
+	if strings.Contains(ts.logs.String(), keyNext[:16]) {
+		t.Errorf("the logs hold part of a key")
+	}
+}
+
+// TestConfigStaleWatched: with the watcher, a broken key file makes the
+// gauge 1, and fixing it reloads and makes it 0.
+func TestConfigStaleWatched(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	const newKey = "rotated-in-place-0123456789abcdef0123456789abcdef0123456789abcd"
+	ts.writeFile("primary.key", newKey, 0o644)
+	waitFor(t, "the gauge to rise", func() bool {
+		_, body := ts.httpGet("/metrics")
+		return strings.Contains(body, "\nusersig_config_stale 1\n")
+	})
+	ts.writeFile("primary.key", newKey, 0o600)
+	waitFor(t, "the gauge to fall after the fix reloaded", func() bool {
+		_, body := ts.httpGet("/metrics")
+		return strings.Contains(body, "\nusersig_config_stale 0\n") && strings.Contains(body, "\nusersig_config_generation 2\n")
+	})
+}
