@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -119,6 +120,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", zap.Error(err))
 		return 1
 	}
+	// The HTTP listener serves only metrics and probes, no secrets: no
+	// warning for it.
+	if loaded.Config.GRPC.TLS == nil && !isLoopback(srv.GRPCAddr()) {
+		log.Warn("gRPC listens on a non-loopback address without TLS: tokens and tickets cross the network in clear; set grpc.tls",
+			zap.String("grpc", srv.GRPCAddr()))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -179,4 +186,16 @@ Try it with grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9
 
 `, server.DevSDKAppID, tok, addr, loaded.Config.HTTP.Listen)
 	return loaded, nil
+}
+
+// isLoopback reports whether a bound listener address (host:port, the
+// host an IP: a name such as localhost is resolved when binding) is on
+// loopback only. A wildcard address (0.0.0.0, ::) is not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -2,10 +2,17 @@ package main_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
@@ -304,3 +311,73 @@ func TestDev(t *testing.T) {
 }
 
 func durSeconds(s int64) *durationpb.Duration { return durationpb.New(time.Duration(s) * time.Second) }
+
+// TestPlaintextWarning: usersigd warns at start when its gRPC listener is
+// reachable from the network without TLS (a wildcard or another
+// non-loopback address), and only then. (It binds 0.0.0.0 for a moment:
+// that is the case under test.)
+func TestPlaintextWarning(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "key"), []byte(key), 0o600)
+	writeSelfSigned(t, dir)
+	tlsConf := "  tls: {cert_file: " + dir + "/tls.crt, key_file: " + dir + "/tls.key}\n"
+	for _, tc := range []struct {
+		name, listen string
+		tls          bool
+		warn         bool
+	}{
+		{"loopback", "127.0.0.1:0", false, false},
+		{"localhost resolves to loopback", "localhost:0", false, false},
+		{"wildcard", "0.0.0.0:0", false, true},
+		{"wildcard with TLS", "0.0.0.0:0", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := strings.Replace(config(dir, ""), "grpc: {listen: 127.0.0.1:0}\n", "grpc:\n  listen: "+tc.listen+"\n", 1)
+			if tc.tls {
+				cfg = strings.Replace(cfg, "\nhttp:", "\n"+tlsConf+"http:", 1)
+			}
+			cfgPath := filepath.Join(dir, "config.yaml")
+			os.WriteFile(cfgPath, []byte(cfg), 0o600)
+			p := start(t, "--config", cfgPath)
+			defer p.cmd.Process.Kill()
+			var warnings []string
+			for _, line := range strings.Split(p.logs(), "\n") {
+				var l struct{ Level, Msg, GRPC string }
+				if json.Unmarshal([]byte(line), &l) == nil && l.Level == "warn" && strings.Contains(l.Msg, "without TLS") {
+					warnings = append(warnings, line)
+					if l.GRPC != p.grpcAddr {
+						t.Errorf("the warning names %q, the server serves on %q: %s", l.GRPC, p.grpcAddr, line)
+					}
+				}
+			}
+			if got := len(warnings) > 0; got != tc.warn || len(warnings) > 1 {
+				t.Errorf("listen %s, TLS %v, bound %s: plaintext warnings %q, want one: %v\n%s", tc.listen, tc.tls, p.grpcAddr, warnings, tc.warn, p.logs())
+			}
+		})
+	}
+}
+
+// writeSelfSigned writes a throwaway certificate for localhost and its key
+// as tls.crt and tls.key in dir.
+func writeSelfSigned(t *testing.T, dir string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{"tls.crt": {Type: "CERTIFICATE", Bytes: der}, "tls.key": {Type: "PRIVATE KEY", Bytes: pk}} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
