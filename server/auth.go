@@ -21,6 +21,9 @@ import (
 type callInfo struct {
 	policy *policy
 	caller *caller
+	// admitted is the slot the tap (tap.go) holds for the stream, if it
+	// admitted it, until the call's end.
+	admitted admitted
 }
 
 type callInfoKey struct{}
@@ -60,13 +63,19 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 	if ci == nil { // the call-info interceptor always runs first
 		return nil, errInternal
 	}
-	p := s.policy.Load()
-	c, reason, err := identify(ctx, p)
-	if err != nil {
-		s.metrics.authFailure(reason)
-		return nil, err
+	c := ci.caller // identified by the tap from the same metadata
+	if c == nil {
+		p := s.policy.Load()
+		var (
+			reason string
+			err    error
+		)
+		if c, reason, err = identify(ctx, p); err != nil {
+			s.metrics.authFailure(reason)
+			return nil, err
+		}
+		ci.policy, ci.caller = p, c
 	}
-	ci.policy, ci.caller = p, c
 	if c.limiter != nil {
 		now := time.Now() // the wall clock, whatever clock tickets use
 		r := c.limiter.ReserveN(now, 1)

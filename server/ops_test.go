@@ -42,7 +42,8 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, want := range []string{
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="GenerateUserSig",grpc_service="usersig.v1.UserSigService",grpc_type="unary"} 3`,
-		`grpc_server_handled_total{grpc_code="Unauthenticated",grpc_method="GenerateUserSig",grpc_service="usersig.v1.UserSigService",grpc_type="unary"} 1`,
+		// Refused on arrival (tap.go), before the gRPC metrics see it.
+		`grpc_server_handled_total{grpc_code="Unauthenticated",grpc_method="GenerateUserSig",grpc_service="usersig.v1.UserSigService",grpc_type="unary"} 0`,
 		`grpc_server_handling_seconds_bucket{grpc_method="VerifyUserSig",grpc_service="usersig.v1.UserSigService",grpc_type="unary",le="0.005"}`,
 		`usersig_tickets_issued_total{caller="backend",kind="usersig",sdk_app_id="1400000000"} 1`,
 		`usersig_tickets_issued_total{caller="backend",kind="private_map_key",sdk_app_id="1400000000"} 1`,
@@ -51,6 +52,10 @@ func TestMetrics(t *testing.T) {
 		`usersig_auth_failures_total{reason="unknown_token"} 1`,
 		`usersig_auth_failures_total{reason="no_token"} 0`,
 		`usersig_rate_limited_total{caller="limited"} 2`,
+		`usersig_calls_in_flight{class="caller"} 0`,
+		`usersig_calls_in_flight{class="anonymous"} 0`,
+		`usersig_calls_refused_total{limit="max_concurrent_calls"} 0`,
+		`usersig_calls_refused_total{limit="max_anonymous_calls"} 0`,
 		`usersig_config_reloads_total{result="success"} 1`,
 		`usersig_config_generation 1`,
 		`usersig_ready 1`,

@@ -20,6 +20,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -41,6 +42,22 @@ const (
 	maxConnectionAgeGrace = 30 * time.Second
 	// maxStreamsPerConn bounds the calls in flight on one connection.
 	maxStreamsPerConn = 256
+	// windowSize is each stream's and each connection's HTTP/2 receive
+	// window. Set, it turns off grpc-go's window growth (up to 16 MiB a
+	// connection), so a connection buffers at most this much unread data.
+	windowSize = 64 << 10
+	// readBufferSize is each connection's read buffer (grpc-go's default
+	// is 32 KiB).
+	readBufferSize = 8 << 10
+	// connectionTimeout bounds a new connection's TLS handshake and HTTP/2
+	// preface.
+	connectionTimeout = 10 * time.Second
+	// maxConnectionIdle closes a connection that has had no call for this
+	// long; clients reconnect when they next call.
+	maxConnectionIdle = 5 * time.Minute
+	// maxConnections bounds the connections open at once; beyond it new
+	// ones wait in the kernel's accept queue until one closes.
+	maxConnections = 1024
 )
 
 // Options are what the command gives the server beside its config.
@@ -75,7 +92,7 @@ type Server struct {
 	http                           *http.Server
 	grpcLis, httpLis               net.Listener
 	ready                          atomic.Bool
-	inflight                       atomic.Int64
+	admission                      *admission
 	reloadMu                       sync.Mutex
 	watched                        []fileStamp
 }
@@ -98,6 +115,7 @@ func New(l *Loaded, opts Options) (*Server, error) {
 	if s.clock == nil {
 		s.clock = time.Now
 	}
+	s.admission = newAdmission(l.Config.GRPC.MaxConcurrentCalls, s.metrics, s.grpcLog)
 	if err := s.buildGRPC(); err != nil {
 		return nil, err
 	}
@@ -121,20 +139,28 @@ var notHealth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMe
 func (s *Server) buildGRPC() error {
 	calls := &callLog{log: s.grpcLog}
 	recoveryOpt := recovery.WithRecoveryHandlerContext(s.recovered)
-	// Read from the outside in: call info for the inner ones to fill,
-	// metrics, the call log (calllog.go), panic recovery, then for
-	// UserSigService calls the concurrency and deadline limits and
-	// authentication.
+	// Streams come through the tap (tap.go), which admits them and bounds
+	// their number and duration. Then, read from the outside in: call info
+	// for the inner ones to fill, metrics, the call log (calllog.go), panic
+	// recovery, then for UserSigService calls authentication.
 	s.unary = []grpc.UnaryServerInterceptor{
 		unaryCallInfo,
 		s.metrics.grpc.UnaryServerInterceptor(),
 		selector.UnaryServerInterceptor(calls.unary, notHealth),
 		recovery.UnaryServerInterceptor(recoveryOpt),
-		selector.UnaryServerInterceptor(s.limitCall, isService),
 		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.authenticate), isService),
 	}
 	opts := []grpc.ServerOption{
+		grpc.InTapHandle(s.tapHandle),
+		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.InitialWindowSize(windowSize),
+		grpc.InitialConnWindowSize(windowSize),
+		grpc.ConnectionTimeout(connectionTimeout),
+		// A connection keeps a write buffer only while it writes, and reads
+		// through a small one: a request is well under a KiB.
+		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(readBufferSize),
 		// Workers keep their grown stacks; a goroutine per stream grows one
 		// on every call (see docs/benchmarks.md).
 		grpc.NumStreamWorkers(64),
@@ -144,6 +170,7 @@ func (s *Server) buildGRPC() error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      maxConnectionAge,
 			MaxConnectionAgeGrace: maxConnectionAgeGrace,
+			MaxConnectionIdle:     maxConnectionIdle,
 			Time:                  time.Minute,
 			Timeout:               20 * time.Second,
 		}),
@@ -174,6 +201,7 @@ func (s *Server) buildGRPC() error {
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 	calls.learn(s.grpc)
+	s.admission.learn(s.grpc)
 	s.metrics.grpc.InitializeMetrics(s.grpc)
 	return nil
 }
@@ -199,14 +227,26 @@ func serverTLS(t *TLSConfig) (*tls.Config, error) {
 	return tc, nil
 }
 
+// unaryCallInfo gives the call the call info the tap made for it, or a
+// new one, and releases the tap's slot when the call is over.
 func unaryCallInfo(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, _ = withCallInfo(ctx)
+	ci := callInfoFrom(ctx)
+	if ci == nil {
+		ctx, ci = withCallInfo(ctx)
+	}
+	defer ci.admitted.end()
 	return handler(ctx, req)
 }
 
 func streamCallInfo(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, _ := withCallInfo(ss.Context())
-	return handler(srv, &contextStream{ServerStream: ss, ctx: ctx})
+	ctx := ss.Context()
+	ci := callInfoFrom(ctx)
+	if ci == nil {
+		ctx, ci = withCallInfo(ctx)
+		ss = &contextStream{ServerStream: ss, ctx: ctx}
+	}
+	defer ci.admitted.end()
+	return handler(srv, ss)
 }
 
 type contextStream struct {
@@ -222,19 +262,6 @@ func (s *Server) recovered(ctx context.Context, p any) error {
 	method, _ := grpc.Method(ctx)
 	s.log.Error("panic in a call", zap.String("grpc.method", method), zap.String("panic", fmt.Sprintf("%T", p)), zap.Stack("stack"))
 	return errInternal
-}
-
-// limitCall bounds the calls in flight, failing fast beyond the limit, and
-// caps every call's deadline.
-func (s *Server) limitCall(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if s.inflight.Add(1) > int64(s.cfg.GRPC.MaxConcurrentCalls) {
-		s.inflight.Add(-1)
-		return nil, errOverloaded
-	}
-	defer s.inflight.Add(-1)
-	ctx = capDeadline(ctx, s.cfg.GRPC.MaxCallDuration.d)
-	defer releaseDeadline(ctx)
-	return handler(ctx, req)
 }
 
 func (s *Server) buildHTTP() {
@@ -267,7 +294,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("grpc.listen: %w", err)
 	}
-	s.grpcLis = lis
+	s.grpcLis = netutil.LimitListener(lis, maxConnections)
 	if s.cfg.HTTP.Listen != "" {
 		hl, err := net.Listen("tcp", s.cfg.HTTP.Listen)
 		if err != nil {

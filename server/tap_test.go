@@ -1,0 +1,166 @@
+package server_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
+	"github.com/usersig/usersig/bench/streamattack"
+)
+
+// metric reads one series' value from /metrics ("" when absent).
+func (ts *testServer) metric(series string) string {
+	ts.t.Helper()
+	_, body := ts.httpGet("/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// holdStreams opens n streams that send headers and never a request, and
+// waits until they are sent. They are held until the test ends.
+func (ts *testServer) holdStreams(n int, method, authorization string) *streamattack.Running {
+	ts.t.Helper()
+	r, err := streamattack.Attack{Addr: ts.srv.GRPCAddr(), Conns: 1, Streams: n, Method: method, Authorization: authorization}.Start(context.Background())
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	ts.t.Cleanup(func() { r.Stop() })
+	select {
+	case <-r.Sent():
+	case <-time.After(10 * time.Second):
+		ts.t.Fatal("the streams were not sent within 10s")
+	}
+	return r
+}
+
+// TestTapRefusesWithoutCredentials: a stream to UserSigService without
+// valid credentials is answered UNAUTHENTICATED from its headers alone,
+// counted by reason, and holds nothing; health and reflection stay open.
+func TestTapRefusesWithoutCredentials(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	for _, c := range []struct {
+		auth, reason string
+	}{
+		{"", "no_token"},
+		{"Basic dXNlcjpwYXNz", "not_bearer"},
+		{"Bearer not-a-token-of-anyone", "unknown_token"},
+	} {
+		r := ts.holdStreams(20, "", c.auth)
+		waitFor(t, "20 refusals for "+c.reason, func() bool { return ts.metric(`usersig_auth_failures_total{reason="`+c.reason+`"}`) == "20" })
+		if got := r.Stop(); got.Codes[codes.Unauthenticated] != 20 {
+			t.Errorf("%s: the server answered %v, want 20 UNAUTHENTICATED", c.reason, got)
+		}
+	}
+	if got := ts.metric(`usersig_calls_in_flight{class="caller"}`); got != "0" {
+		t.Errorf("streams refused on arrival hold %s caller slots", got)
+	}
+	// The same streams to health and reflection are admitted: they wait for
+	// their requests.
+	ts.holdStreams(3, "/grpc.health.v1.Health/Check", "")
+	ts.holdStreams(2, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "Bearer not-a-token-of-anyone")
+	waitFor(t, "5 anonymous streams in flight", func() bool { return ts.metric(`usersig_calls_in_flight{class="anonymous"}`) == "5" })
+}
+
+// TestTapLimits: with grpc.max_concurrent_calls 3 and a 500ms
+// grpc.max_call_duration, three streams whose request never comes hold
+// every caller slot, so further calls are refused at once with
+// RESOURCE_EXHAUSTED (counted), for other callers too; the slots come back
+// when the server cancels the stalled streams, and calls succeed again.
+func TestTapLimits(t *testing.T) {
+	config := strings.Replace(fixtureConfig, "grpc:\n  listen: 127.0.0.1:0", "grpc:\n  listen: 127.0.0.1:0\n  max_concurrent_calls: 3\n  max_call_duration: 500ms", 1)
+	ts := startServer(t, config)
+	stalled := ts.holdStreams(3, "", "Bearer "+tokBackend)
+	waitFor(t, "3 caller streams in flight", func() bool { return ts.metric(`usersig_calls_in_flight{class="caller"}`) == "3" })
+
+	start := time.Now()
+	_, err := ts.client.GenerateUserSig(ts.as(tokWeb), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u_1"})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "limit of concurrent calls") {
+		t.Errorf("a call while every slot is held: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if d := time.Since(start); d > 400*time.Millisecond {
+		t.Errorf("the refusal took %v; it should not wait for a slot", d)
+	}
+	if got := ts.metric(`usersig_calls_refused_total{limit="max_concurrent_calls"}`); got != "1" {
+		t.Errorf("usersig_calls_refused_total{limit=max_concurrent_calls} = %q, want 1", got)
+	}
+	// A caller's health check takes a caller slot too; an anonymous one
+	// does not.
+	if _, err := healthpb.NewHealthClient(ts.conn).Check(ts.as(tokWeb), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a caller's health check while every caller slot is held: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := healthpb.NewHealthClient(ts.conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("an anonymous health check while every caller slot is held: %v", err)
+	}
+
+	// max_call_duration after their headers, the stalled streams are
+	// cancelled and their slots released.
+	waitFor(t, "the stalled streams to be cancelled", func() bool { return ts.metric(`usersig_calls_in_flight{class="caller"}`) == "0" })
+	if _, err := ts.client.GenerateUserSig(ts.as(tokWeb), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u_1"}); err != nil {
+		t.Errorf("a call after the stalled streams ended: %v", err)
+	}
+	if got := stalled.Stop(); got.Codes[codes.DeadlineExceeded] != 3 {
+		t.Errorf("the stalled streams ended %v, want 3 DEADLINE_EXCEEDED", got)
+	}
+}
+
+// TestTapAnonymousLimit: stalled health checks without credentials take
+// every anonymous slot (256); then an anonymous health check is refused
+// with RESOURCE_EXHAUSTED, while a caller's health check and calls go on.
+func TestTapAnonymousLimit(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	ts.holdStreams(200, "/grpc.health.v1.Health/Check", "")
+	ts.holdStreams(56, "/grpc.health.v1.Health/Watch", "")
+	waitFor(t, "256 anonymous streams in flight", func() bool { return ts.metric(`usersig_calls_in_flight{class="anonymous"}`) == "256" })
+
+	health := healthpb.NewHealthClient(ts.conn)
+	_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "without credentials") {
+		t.Errorf("an anonymous health check with every anonymous slot held: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if got := ts.metric(`usersig_calls_refused_total{limit="max_anonymous_calls"}`); got != "1" {
+		t.Errorf("usersig_calls_refused_total{limit=max_anonymous_calls} = %q, want 1", got)
+	}
+	if _, err := health.Check(ts.as(tokOps), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("a caller's health check: %v", err)
+	}
+	if _, err := ts.client.GenerateUserSig(ts.as(tokBackend), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u1"}); err != nil {
+		t.Errorf("a caller's call: %v", err)
+	}
+}
+
+// TestHeaderLimit: a call whose headers are just under 8 KiB is served;
+// one whose headers are above it is refused by the transport before any
+// of it is kept.
+func TestHeaderLimit(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	pad := func(n int) context.Context {
+		return metadata.AppendToOutgoingContext(ts.as(tokBackend), "x-pad", strings.Repeat("p", n))
+	}
+	if _, err := ts.client.GenerateUserSig(pad(7<<10), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u1"}); err != nil {
+		t.Errorf("a call with 7 KiB of headers: %v", err)
+	}
+	r, err := streamattack.Attack{Addr: ts.srv.GRPCAddr(), Conns: 1, Streams: 1, PadBytes: 9 << 10, Authorization: "Bearer " + tokBackend}.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-r.Sent()
+	time.Sleep(200 * time.Millisecond)
+	got := r.Stop()
+	if got.Answered != 0 || got.Resets+got.ConnErrors == 0 {
+		t.Errorf("a stream with 9 KiB of headers: %v, want it reset or its connection closed", got)
+	}
+	if got := ts.metric(`usersig_calls_in_flight{class="caller"}`); got != "0" {
+		t.Errorf("%s caller streams in flight after the oversized one", got)
+	}
+}
