@@ -58,6 +58,8 @@ const (
 	// maxConnections bounds the connections open at once; beyond it new
 	// ones wait in the kernel's accept queue until one closes.
 	maxConnections = 1024
+	// maxHTTPConnections bounds the HTTP listener's connections likewise.
+	maxHTTPConnections = 256
 )
 
 // Options are what the command gives the server beside its config.
@@ -284,7 +286,10 @@ func (s *Server) buildHTTP() {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	// The HTTP listener needs no credentials either: its requests are
+	// small, quick and few (probes and scrapes).
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+		MaxHeaderBytes: maxHeaderListSize}
 }
 
 // Listen binds the gRPC and HTTP listeners, so that a port in use fails
@@ -301,7 +306,7 @@ func (s *Server) Listen() error {
 			lis.Close()
 			return fmt.Errorf("http.listen: %w", err)
 		}
-		s.httpLis = hl
+		s.httpLis = netutil.LimitListener(hl, maxHTTPConnections)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,26 @@ func TestHeaderLimit(t *testing.T) {
 	}
 	if got := ts.metric(`usersig_calls_in_flight{class="caller"}`); got != "0" {
 		t.Errorf("%s caller streams in flight after the oversized one", got)
+	}
+}
+
+// TestHTTPHeaderLimit: the metrics and probe listener refuses headers
+// above 8 KiB (net/http's default is 1 MiB) and serves those below.
+func TestHTTPHeaderLimit(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	for _, c := range []struct {
+		n    int
+		want int
+	}{{4 << 10, http.StatusOK}, {64 << 10, http.StatusRequestHeaderFieldsTooLarge}} {
+		req, _ := http.NewRequest("GET", "http://"+ts.srv.HTTPAddr()+"/healthz", nil)
+		req.Header.Set("X-Pad", strings.Repeat("p", c.n))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("/healthz with %d bytes of headers: %d, want %d", c.n, resp.StatusCode, c.want)
+		}
 	}
 }
