@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
 	"github.com/usersig/usersig/bench/streamattack"
+	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
 )
 
 // metric reads one series' value from /metrics ("" when absent).
