@@ -1,8 +1,9 @@
 // Package kubernetes holds the Kubernetes manifests of usersigd and this
 // test, which decodes every manifest STRICTLY into the real typed API object
 // (so a misspelt field fails here, not silently in the cluster) and checks
-// that the pieces fit together: the Deployment, its ConfigMap and Secret,
-// the Services, the PodDisruptionBudget and the HorizontalPodAutoscaler.
+// that the pieces fit together: the Deployment, its ConfigMap and Secrets,
+// the Services, the NetworkPolicy, the PodDisruptionBudget and the
+// HorizontalPodAutoscaler.
 //
 // It is a module of its own so that the k8s.io dependencies stay out of the
 // main module. Run it with:
@@ -33,6 +34,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,6 +54,11 @@ const (
 	headlessName   = "usersigd-headless"
 	pdbName        = "usersigd"
 	hpaName        = "usersigd"
+	policyName     = "usersigd"
+	// The gRPC server's certificate: a Secret of type kubernetes.io/tls
+	// that cert-manager (or kubectl create secret tls) creates out of
+	// band, so it is not among the manifests.
+	tlsSecretName = "usersigd-tls"
 
 	configKey       = "config.yaml"
 	configMountPath = "/etc/usersig"
@@ -85,6 +92,8 @@ func newObject(apiVersion, kind string) any {
 		return &policyv1.PodDisruptionBudget{}
 	case "autoscaling/v2 HorizontalPodAutoscaler":
 		return &autoscalingv2.HorizontalPodAutoscaler{}
+	case "networking.k8s.io/v1 NetworkPolicy":
+		return &networkingv1.NetworkPolicy{}
 	}
 	return nil
 }
@@ -182,6 +191,7 @@ type manifests struct {
 	secrets      map[string]*corev1.Secret
 	pdbs         map[string]*policyv1.PodDisruptionBudget
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
+	policies     map[string]*networkingv1.NetworkPolicy
 	deployment   *appsv1.Deployment // deploymentName
 	container    *corev1.Container  // its first container
 	configMap    *corev1.ConfigMap  // configMapName
@@ -198,6 +208,7 @@ func loadManifests(t *testing.T) *manifests {
 		secrets:     map[string]*corev1.Secret{},
 		pdbs:        map[string]*policyv1.PodDisruptionBudget{},
 		hpas:        map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+		policies:    map[string]*networkingv1.NetworkPolicy{},
 	}
 	var files []string
 	for _, pattern := range []string{"*.yaml", "*.yml"} {
@@ -260,6 +271,8 @@ func loadManifests(t *testing.T) *manifests {
 				m.pdbs[o.Name] = o
 			case *autoscalingv2.HorizontalPodAutoscaler:
 				m.hpas[o.Name] = o
+			case *networkingv1.NetworkPolicy:
+				m.policies[o.Name] = o
 			}
 		}
 	}
@@ -306,6 +319,8 @@ func objectMeta(obj any) metav1.ObjectMeta {
 	case *policyv1.PodDisruptionBudget:
 		return o.ObjectMeta
 	case *autoscalingv2.HorizontalPodAutoscaler:
+		return o.ObjectMeta
+	case *networkingv1.NetworkPolicy:
 		return o.ObjectMeta
 	}
 	panic(fmt.Sprintf("objectMeta: unexpected %T", obj))
@@ -519,7 +534,7 @@ func TestDeployment(t *testing.T) {
 			}
 			return errors.Join(errs...)
 		}},
-		{"readiness probe set (grpc on 50051 or GET /readyz)", func() error {
+		{"readiness probe is GET /readyz on the http port (the kubelet's gRPC probe cannot speak TLS)", func() error {
 			p := c.ReadinessProbe
 			if p == nil {
 				return fmt.Errorf("container %q has no readinessProbe", c.Name)
@@ -527,20 +542,14 @@ func TestDeployment(t *testing.T) {
 			if err := probeTargetsDeclaredPort(c, p); err != nil {
 				return fmt.Errorf("readinessProbe: %w", err)
 			}
-			switch {
-			case p.GRPC != nil:
-				if p.GRPC.Port != grpcPort {
-					return fmt.Errorf("readinessProbe.grpc.port = %d, want %d", p.GRPC.Port, grpcPort)
-				}
-				if p.GRPC.Service != nil && *p.GRPC.Service != "" {
-					return fmt.Errorf("readinessProbe.grpc.service = %q, want the overall service \"\"", *p.GRPC.Service)
-				}
-			case p.HTTPGet != nil:
-				if p.HTTPGet.Path != "/readyz" {
-					return fmt.Errorf("readinessProbe.httpGet.path = %q, want /readyz", p.HTTPGet.Path)
-				}
-			default:
-				return errors.New("readinessProbe must use grpc (port 50051) or httpGet /readyz")
+			if p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" {
+				return errors.New("readinessProbe must be httpGet /readyz: gRPC is served with TLS, and the kubelet's grpc probe speaks plaintext only")
+			}
+			if cp := resolvePort(c, p.HTTPGet.Port); cp == nil || cp.Name != "http" {
+				return fmt.Errorf("readinessProbe.httpGet.port %s is not the container port named http", p.HTTPGet.Port.String())
+			}
+			if p.HTTPGet.Scheme != "" && p.HTTPGet.Scheme != corev1.URISchemeHTTP {
+				return fmt.Errorf("readinessProbe.httpGet.scheme = %s, but the http port serves plain HTTP", p.HTTPGet.Scheme)
 			}
 			return nil
 		}},
@@ -917,28 +926,433 @@ func TestConfigAndSecret(t *testing.T) {
 			}
 			return errors.Join(errs...)
 		}},
-		{"TLS files, if any, are mounted and the gRPC probe is not used with TLS", func() error {
-			tls := cfg.GRPC.TLS
-			if tls == nil {
-				return nil
-			}
-			var errs []error
-			for _, f := range []string{tls.CertFile, tls.KeyFile, tls.ClientCAFile} {
-				if f == "" {
-					continue
-				}
-				if !slices.ContainsFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool {
-					return strings.HasPrefix(path.Clean(f), path.Clean(vm.MountPath)+"/")
-				}) {
-					errs = append(errs, fmt.Errorf("config grpc.tls file %s is under no volumeMount of container %q", f, c.Name))
-				}
-			}
-			if p := c.ReadinessProbe; p != nil && p.GRPC != nil {
-				errs = append(errs, errors.New("grpc.tls is set but the readinessProbe is a kubelet gRPC probe, which speaks plaintext only: use httpGet /readyz"))
-			}
-			return errors.Join(errs...)
+		{"gRPC is served with TLS from the Secret usersigd-tls, mounted read-only where config.yaml says", func() error {
+			return checkTLS(m, cfg)
 		}},
 	})
+}
+
+// tlsFileKeys is, for each grpc.tls file, the key of a kubernetes.io/tls
+// Secret (as cert-manager writes it) that must hold it.
+var tlsFileKeys = []struct{ field, key string }{
+	{"cert_file", corev1.TLSCertKey},      // tls.crt
+	{"key_file", corev1.TLSPrivateKeyKey}, // tls.key
+	{"client_ca_file", "ca.crt"},          // cert-manager's key for the issuing CA
+}
+
+// checkTLS checks that config.yaml turns TLS on, and that each of its TLS
+// files is a key of the Secret usersigd-tls in a read-only mount of it.
+func checkTLS(m *manifests, cfg *serverConfig) error {
+	t := cfg.GRPC.TLS
+	if t == nil || t.CertFile == "" || t.KeyFile == "" {
+		return fmt.Errorf("ConfigMap %q: grpc.tls.cert_file and key_file are not set: gRPC (tokens, tickets) would cross the pod network in clear", configMapName)
+	}
+	pod, c := &m.deployment.Spec.Template.Spec, m.container
+	var errs []error
+	for i, f := range []string{t.CertFile, t.KeyFile, t.ClientCAFile} {
+		field, key := tlsFileKeys[i].field, tlsFileKeys[i].key
+		if f == "" {
+			continue
+		}
+		dir, base := path.Split(path.Clean(f))
+		v, mount, err := volumeAndMount(pod, c, path.Clean(dir))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config grpc.tls.%s %s: %v", field, f, err))
+			continue
+		}
+		if v.Secret == nil || v.Secret.SecretName != tlsSecretName {
+			errs = append(errs, fmt.Errorf("config grpc.tls.%s %s: volume %q mounted at %s is not the Secret %q", field, f, v.Name, mount.MountPath, tlsSecretName))
+			continue
+		}
+		// The file's name in the volume is its Secret key, unless items
+		// map keys to other paths.
+		name := key
+		for _, item := range v.Secret.Items {
+			if item.Key == key {
+				name = item.Path
+			}
+		}
+		if len(v.Secret.Items) > 0 && !slices.ContainsFunc(v.Secret.Items, func(it corev1.KeyToPath) bool { return it.Key == key }) {
+			errs = append(errs, fmt.Errorf("secret volume %q lists items without the key %q that grpc.tls.%s needs", v.Name, key, field))
+		} else if base != name {
+			errs = append(errs, fmt.Errorf("config grpc.tls.%s is %s, but the Secret %q mounted at %s holds it as %s", field, f, tlsSecretName, mount.MountPath, path.Join(mount.MountPath, name)))
+		}
+		if v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o440 {
+			errs = append(errs, fmt.Errorf("secret volume %q: defaultMode = %s, want 0440 (decimal 288): the TLS key must be unreadable by others", v.Name, modeString(v.Secret.DefaultMode)))
+		}
+		if err := mountReadOnlyNoSubPath(mount); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p := c.ReadinessProbe; p != nil && p.GRPC != nil {
+		errs = append(errs, errors.New("grpc.tls is set but the readinessProbe is a kubelet gRPC probe, which speaks plaintext only: use httpGet /readyz"))
+	}
+	return errors.Join(errs...)
+}
+
+// Who the NetworkPolicy must admit, by label.
+const (
+	clientLabel          = "usersig.io/client"           // on a client pod, "true"
+	clientNamespaceLabel = "usersig.io/client-namespace" // on a client namespace, "true"
+	monitoringNamespace  = "monitoring"
+	// The namespace the manifests are applied into, for the evaluation
+	// below (they name none).
+	ownNamespace = "usersig"
+)
+
+// source is where a connection comes from: a pod (with its labels and
+// its namespace's) or, when pod is false, an address outside the cluster.
+type source struct {
+	name      string
+	pod       bool
+	namespace string
+	podLabels labels.Set
+	nsLabels  labels.Set
+	ip        string
+}
+
+func podIn(name, ns string, nsLabels, podLabels labels.Set) source {
+	ns2 := labels.Set{"kubernetes.io/metadata.name": ns}
+	for k, v := range nsLabels {
+		ns2[k] = v
+	}
+	return source{name: name, pod: true, namespace: ns, podLabels: podLabels, nsLabels: ns2, ip: "10.244.1.7"}
+}
+
+// sources is every kind of caller the policy must tell apart, and what it
+// must admit each to.
+var sources = []struct {
+	src           source
+	grpc, metrics bool
+}{
+	{podIn("a labelled pod of this namespace", ownNamespace, nil, labels.Set{clientLabel: "true"}), true, false},
+	{podIn("an unlabelled pod of this namespace", ownNamespace, nil, labels.Set{"app": "web"}), false, false},
+	{podIn("a pod labelled \"false\"", ownNamespace, nil, labels.Set{clientLabel: "false"}), false, false},
+	{podIn("a labelled pod of a labelled namespace", "shop", labels.Set{clientNamespaceLabel: "true"}, labels.Set{clientLabel: "true"}), true, false},
+	{podIn("an unlabelled pod of a labelled namespace", "shop", labels.Set{clientNamespaceLabel: "true"}, nil), false, false},
+	{podIn("a labelled pod of another namespace", "other", nil, labels.Set{clientLabel: "true"}), false, false},
+	{podIn("a pod of the monitoring namespace", monitoringNamespace, nil, labels.Set{"app": "prometheus"}), false, true},
+	{podIn("a labelled pod of the monitoring namespace", monitoringNamespace, nil, labels.Set{clientLabel: "true"}), false, true},
+	{podIn("the usersigd pods' own kind", ownNamespace, nil, labels.Set{"app.kubernetes.io/name": "usersigd"}), false, false},
+	{source{name: "an address outside the cluster", ip: "203.0.113.7"}, false, false},
+}
+
+// admits evaluates a NetworkPolicy as the API defines it: whether a TCP
+// connection from src to port of a pod the policy selects is allowed.
+// Named ports resolve against the container's ports.
+func admits(np *networkingv1.NetworkPolicy, c *corev1.Container, src source, port int32) (bool, error) {
+	for _, rule := range np.Spec.Ingress {
+		portOK := len(rule.Ports) == 0
+		for _, p := range rule.Ports {
+			if p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			if p.Port == nil {
+				portOK = true
+				continue
+			}
+			cp := resolvePort(c, *p.Port)
+			if cp == nil {
+				if p.Port.Type == intstr.String {
+					return false, fmt.Errorf("NetworkPolicy %q: port %q is not a port of container %q", np.Name, p.Port.StrVal, c.Name)
+				}
+				// A number need not be declared; compare it as is.
+				cp = &corev1.ContainerPort{ContainerPort: p.Port.IntVal}
+			}
+			end := cp.ContainerPort
+			if p.EndPort != nil {
+				end = *p.EndPort
+			}
+			if port >= cp.ContainerPort && port <= end {
+				portOK = true
+			}
+		}
+		if !portOK {
+			continue
+		}
+		if len(rule.From) == 0 {
+			return true, nil // every source
+		}
+		for _, peer := range rule.From {
+			ok, err := peerMatches(peer, src)
+			if err != nil {
+				return false, fmt.Errorf("NetworkPolicy %q: %v", np.Name, err)
+			}
+			if ok {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+func peerMatches(peer networkingv1.NetworkPolicyPeer, src source) (bool, error) {
+	if peer.IPBlock != nil {
+		_, cidr, err := net.ParseCIDR(peer.IPBlock.CIDR)
+		if err != nil {
+			return false, fmt.Errorf("ipBlock %q: %v", peer.IPBlock.CIDR, err)
+		}
+		ip := net.ParseIP(src.ip)
+		if !cidr.Contains(ip) {
+			return false, nil
+		}
+		for _, e := range peer.IPBlock.Except {
+			if _, ex, err := net.ParseCIDR(e); err == nil && ex.Contains(ip) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	if !src.pod {
+		return false, nil
+	}
+	match := func(sel *metav1.LabelSelector, set labels.Set) (bool, error) {
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			return false, err
+		}
+		return s.Matches(set), nil
+	}
+	switch {
+	case peer.NamespaceSelector == nil && peer.PodSelector == nil:
+		return false, errors.New("a peer with neither podSelector, namespaceSelector nor ipBlock")
+	case peer.NamespaceSelector == nil:
+		// podSelector alone: pods of the policy's own namespace.
+		if src.namespace != ownNamespace {
+			return false, nil
+		}
+		return match(peer.PodSelector, src.podLabels)
+	}
+	ok, err := match(peer.NamespaceSelector, src.nsLabels)
+	if err != nil || !ok || peer.PodSelector == nil {
+		return ok, err
+	}
+	return match(peer.PodSelector, src.podLabels)
+}
+
+// checkNetworkPolicy checks that the policy guards the Deployment's pods
+// and admits exactly the sources above to the gRPC and metrics ports, which
+// it finds through the Services' target ports, and nothing to any other port.
+func checkNetworkPolicy(m *manifests, np *networkingv1.NetworkPolicy) error {
+	c := m.container
+	if err := selects(&np.Spec.PodSelector, labels.Set(m.deployment.Spec.Template.Labels), "NetworkPolicy "+np.Name+" podSelector"); err != nil {
+		return err
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		return fmt.Errorf("NetworkPolicy %q: policyTypes %v lacks Ingress, so it isolates nothing", np.Name, np.Spec.PolicyTypes)
+	}
+	var errs []error
+	// Every port a rule names must be one the container serves.
+	for i, rule := range np.Spec.Ingress {
+		if len(rule.Ports) == 0 {
+			errs = append(errs, fmt.Errorf("NetworkPolicy %q: ingress[%d] names no port, so it admits its sources to every port", np.Name, i))
+		}
+		for _, p := range rule.Ports {
+			if p.Port == nil || resolvePort(c, *p.Port) == nil || p.EndPort != nil {
+				errs = append(errs, fmt.Errorf("NetworkPolicy %q: ingress[%d] port %v is not one port of container %q (%v)", np.Name, i, p.Port, c.Name, c.Ports))
+			}
+		}
+	}
+	// The ports clients reach through the Services.
+	role := map[string]int32{} // "grpc", "metrics" -> container port
+	for _, svc := range m.services {
+		for _, sp := range svc.Spec.Ports {
+			target := sp.TargetPort
+			if target.Type == intstr.Int && target.IntVal == 0 {
+				target = intstr.FromInt32(sp.Port)
+			}
+			cp := resolvePort(c, target)
+			if cp == nil {
+				continue // TestServices reports it
+			}
+			switch cp.Name {
+			case "grpc":
+				role["grpc"] = cp.ContainerPort
+			case "http":
+				role["metrics"] = cp.ContainerPort
+			default:
+				errs = append(errs, fmt.Errorf("Service %q port %q reaches container port %q, which the NetworkPolicy check does not know", svc.Name, sp.Name, cp.Name))
+			}
+		}
+	}
+	if role["grpc"] == 0 || role["metrics"] == 0 {
+		return errors.Join(append(errs, fmt.Errorf("the Services do not reach both the grpc and the http container ports (found %v)", role))...)
+	}
+	for _, s := range sources {
+		for _, p := range []struct {
+			what string
+			port int32
+			want bool
+		}{{"gRPC", role["grpc"], s.grpc}, {"metrics", role["metrics"], s.metrics}, {"an undeclared", 8080, false}} {
+			got, err := admits(np, c, s.src, p.port)
+			if err != nil {
+				return errors.Join(append(errs, err)...)
+			}
+			if got != p.want {
+				verb := map[bool]string{true: "admits", false: "does not admit"}[got]
+				errs = append(errs, fmt.Errorf("NetworkPolicy %q %s %s to the %s port %d; want the opposite", np.Name, verb, s.src.name, p.what, p.port))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func TestNetworkPolicy(t *testing.T) {
+	m := loadManifests(t)
+	runChecks(t, []check{
+		{"only labelled clients reach gRPC, only the monitoring namespace reaches metrics", func() error {
+			np, ok := m.policies[policyName]
+			if !ok {
+				return fmt.Errorf("no NetworkPolicy %q in the manifests", policyName)
+			}
+			return checkNetworkPolicy(m, np)
+		}},
+		{"no other NetworkPolicy selects the pods", func() error {
+			// Policies add up: another one could only admit more.
+			for name, np := range m.policies {
+				if name != policyName && selects(&np.Spec.PodSelector, labels.Set(m.deployment.Spec.Template.Labels), "") == nil {
+					return fmt.Errorf("NetworkPolicy %q also selects the pods", name)
+				}
+			}
+			return nil
+		}},
+	})
+}
+
+// TestNetworkPolicyCheckCatchesMistakes proves checkNetworkPolicy can
+// fail: each of these edits to the shipped policy opens or closes
+// something it must not, and must be refused.
+func TestNetworkPolicyCheckCatchesMistakes(t *testing.T) {
+	m := loadManifests(t)
+	shipped, ok := m.policies[policyName]
+	if !ok {
+		t.Fatalf("no NetworkPolicy %q", policyName)
+	}
+	if err := checkNetworkPolicy(m, shipped); err != nil {
+		t.Fatalf("the shipped policy fails the check: %v", err)
+	}
+	port := func(n int) *intstr.IntOrString { p := intstr.FromInt(n); return &p }
+	for _, tc := range []struct {
+		name string
+		edit func(np *networkingv1.NetworkPolicy)
+	}{
+		{"no policyTypes Ingress", func(np *networkingv1.NetworkPolicy) {
+			np.Spec.PolicyTypes = []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}
+		}},
+		{"selects other pods", func(np *networkingv1.NetworkPolicy) {
+			np.Spec.PodSelector = metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}}
+		}},
+		{"gRPC from every source", func(np *networkingv1.NetworkPolicy) { np.Spec.Ingress[0].From = nil }},
+		{"gRPC on every port", func(np *networkingv1.NetworkPolicy) { np.Spec.Ingress[0].Ports = nil }},
+		{"the namespace peer without its podSelector", func(np *networkingv1.NetworkPolicy) {
+			for i := range np.Spec.Ingress[0].From {
+				if np.Spec.Ingress[0].From[i].NamespaceSelector != nil {
+					np.Spec.Ingress[0].From[i].PodSelector = nil
+				}
+			}
+		}},
+		{"the namespace and pod selectors as two peers", func(np *networkingv1.NetworkPolicy) {
+			from := np.Spec.Ingress[0].From
+			for i := range from {
+				if from[i].NamespaceSelector != nil && from[i].PodSelector != nil {
+					from = append(from, networkingv1.NetworkPolicyPeer{PodSelector: from[i].PodSelector})
+					from[i].PodSelector = nil
+				}
+			}
+			np.Spec.Ingress[0].From = from
+		}},
+		{"a wrong gRPC port", func(np *networkingv1.NetworkPolicy) { np.Spec.Ingress[0].Ports[0].Port = port(50052) }},
+		{"metrics from the default namespace", func(np *networkingv1.NetworkPolicy) {
+			np.Spec.Ingress[1].From[0].NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": "default"}
+		}},
+		{"metrics from every namespace", func(np *networkingv1.NetworkPolicy) {
+			np.Spec.Ingress[1].From[0].NamespaceSelector = &metav1.LabelSelector{}
+		}},
+		{"metrics from everywhere by address", func(np *networkingv1.NetworkPolicy) {
+			np.Spec.Ingress[1].From = append(np.Spec.Ingress[1].From, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}})
+		}},
+		{"the rules swapped", func(np *networkingv1.NetworkPolicy) {
+			np.Spec.Ingress[0].Ports, np.Spec.Ingress[1].Ports = np.Spec.Ingress[1].Ports, np.Spec.Ingress[0].Ports
+		}},
+		{"an extra rule open to all", func(np *networkingv1.NetworkPolicy) {
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			np := shipped.DeepCopy()
+			if len(np.Spec.Ingress) != 2 || len(np.Spec.Ingress[0].Ports) == 0 || len(np.Spec.Ingress[1].From) == 0 || np.Spec.Ingress[1].From[0].NamespaceSelector == nil {
+				t.Fatalf("test bug: the shipped policy no longer has the shape these edits expect (gRPC rule, then metrics rule)")
+			}
+			tc.edit(np)
+			if err := checkNetworkPolicy(m, np); err == nil {
+				t.Errorf("the policy with %s passes the check", tc.name)
+			} else {
+				t.Logf("refused as expected: %v", err)
+			}
+		})
+	}
+}
+
+// TestTLSCheckCatchesMistakes proves checkTLS can fail: each edit breaks
+// the link between config.yaml's grpc.tls and the mounted Secret.
+func TestTLSCheckCatchesMistakes(t *testing.T) {
+	shipped := loadManifests(t)
+	if err := checkTLS(shipped, shipped.serverConfig); err != nil {
+		t.Fatalf("the shipped manifests fail the check: %v", err)
+	}
+	tlsVolume := func(m *manifests) *corev1.Volume {
+		for i, v := range m.deployment.Spec.Template.Spec.Volumes {
+			if v.Secret != nil && v.Secret.SecretName == tlsSecretName {
+				return &m.deployment.Spec.Template.Spec.Volumes[i]
+			}
+		}
+		t.Fatalf("test bug: no volume of the Secret %q", tlsSecretName)
+		return nil
+	}
+	tlsMount := func(m *manifests) *corev1.VolumeMount {
+		name := tlsVolume(m).Name
+		for i, vm := range m.container.VolumeMounts {
+			if vm.Name == name {
+				return &m.container.VolumeMounts[i]
+			}
+		}
+		t.Fatalf("test bug: volume %q is not mounted", name)
+		return nil
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(m *manifests)
+	}{
+		{"no grpc.tls", func(m *manifests) { m.serverConfig.GRPC.TLS = nil }},
+		{"cert_file outside the mount", func(m *manifests) { m.serverConfig.GRPC.TLS.CertFile = "/etc/usersig/tls.crt" }},
+		{"key_file under another name", func(m *manifests) {
+			m.serverConfig.GRPC.TLS.KeyFile = path.Join(path.Dir(m.serverConfig.GRPC.TLS.KeyFile), "server.key")
+		}},
+		{"client_ca_file under another name", func(m *manifests) {
+			m.serverConfig.GRPC.TLS.ClientCAFile = path.Join(path.Dir(m.serverConfig.GRPC.TLS.KeyFile), "client-ca.pem")
+		}},
+		{"mounted elsewhere", func(m *manifests) { tlsMount(m).MountPath = "/run/secrets/tls" }},
+		{"mounted writable", func(m *manifests) { tlsMount(m).ReadOnly = false }},
+		{"mounted with subPath", func(m *manifests) { tlsMount(m).SubPath = "tls.crt" }},
+		{"another Secret", func(m *manifests) { tlsVolume(m).Secret.SecretName = "usersigd-keys" }},
+		{"readable by others", func(m *manifests) { mode := int32(0o444); tlsVolume(m).Secret.DefaultMode = &mode }},
+		{"items without tls.key", func(m *manifests) {
+			tlsVolume(m).Secret.Items = []corev1.KeyToPath{{Key: corev1.TLSCertKey, Path: corev1.TLSCertKey}}
+		}},
+		{"the kubelet's gRPC readiness probe", func(m *manifests) {
+			m.container.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: grpcPort}}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := loadManifests(t)
+			tc.edit(m)
+			if err := checkTLS(m, m.serverConfig); err == nil {
+				t.Errorf("the manifests with %s pass the check", tc.name)
+			} else {
+				t.Logf("refused as expected: %v", err)
+			}
+		})
+	}
 }
 
 func TestDisruptionBudgetAndAutoscaler(t *testing.T) {
