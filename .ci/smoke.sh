@@ -44,6 +44,8 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 grep -q '"msg":"serving"' "$work/server.log" || fail "usersigd did not start"
+# On loopback, plaintext gRPC is fine: no warning (cmd/usersigd tests the other side).
+grep -q 'without TLS' "$work/server.log" && fail "a plaintext warning on loopback"
 
 call() { # call METHOD JSON [extra grpcurl args...]: prints the reply; never fails
   local m=$1 d=$2; shift 2
@@ -70,7 +72,8 @@ pass "our UserSig passes the HMAC rule of Tencent's official Node.js library"
 
 out=$(call VerifyUserSig "{\"user_id\": \"alice\", \"user_sig\": \"$sig\"}" "${auth[@]}")
 grep -q '"status": "VERIFY_STATUS_VALID"' <<<"$out" || fail "VerifyUserSig of our ticket: $out"
-pass "VerifyUserSig of our ticket"
+grep -q '"kind": "TICKET_KIND_USER_SIG"' <<<"$out" || fail "VerifyUserSig of our ticket, kind: $out"
+pass "VerifyUserSig of our ticket: VALID, kind USER_SIG"
 
 node_sig=$(node_check usersig "$key" bob) || fail "Tencent's Node.js library could not mint"
 out=$(call VerifyUserSig "{\"user_id\": \"bob\", \"user_sig\": \"$node_sig\"}" "${auth[@]}")
@@ -78,6 +81,7 @@ grep -q '"status": "VERIFY_STATUS_VALID"' <<<"$out" || fail "VerifyUserSig of a 
 node_pmk=$(node_check pmk "$key" bob) || fail "Tencent's Node.js library could not mint a PrivateMapKey"
 out=$(call VerifyUserSig "{\"user_id\": \"bob\", \"user_sig\": \"$node_pmk\"}" "${auth[@]}")
 grep -q '"roomId": 4321' <<<"$out" && grep -q '"privilegeMap": 42' <<<"$out" || fail "VerifyUserSig of a Node.js PrivateMapKey: $out"
+grep -q '"kind": "TICKET_KIND_PRIVATE_MAP_KEY"' <<<"$out" || fail "VerifyUserSig of a Node.js PrivateMapKey, kind: $out"
 pass "VerifyUserSig of tickets minted by Tencent's official Node.js library"
 
 out=$(call GeneratePrivateMapKey '{"user_id": "alice", "ttl": "300s", "room_str": "live-1", "privilege_map": 255}' "${auth[@]}")
@@ -85,6 +89,9 @@ pmk=$(field privateMapKey <<<"$out") || fail "GeneratePrivateMapKey: $out"
 node_check accept "$key" "$pmk" || fail "Tencent's Node.js library refuses our PrivateMapKey"
 out=$(call VerifyUserSig "{\"user_id\": \"alice\", \"user_sig\": \"$pmk\"}" "${auth[@]}")
 grep -q '"roomStr": "live-1"' <<<"$out" || fail "VerifyUserSig of our PrivateMapKey: $out"
+# A PrivateMapKey is a login ticket too: VALID for its user, kind told apart.
+grep -q '"status": "VERIFY_STATUS_VALID"' <<<"$out" && grep -q '"kind": "TICKET_KIND_PRIVATE_MAP_KEY"' <<<"$out" ||
+  fail "VerifyUserSig of our PrivateMapKey, status and kind: $out"
 pass "GeneratePrivateMapKey"
 
 expect() { # expect CODE WHAT REPLY
