@@ -17,13 +17,11 @@ pass() { echo "smoke: ok: $*"; }
 key=5bd2850fff3ecb11d7c805251c51ee463a25727bddc2385f3fa8bfee1bb93b5e
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 hash=$(printf %s "$token" | sha256sum | cut -d' ' -f1)
-port=$((20000 + RANDOM % 20000))
-addr=127.0.0.1:$port
 printf '%s\n' "$key" > "$work/key"
 chmod 600 "$work/key"
 cat > "$work/config.yaml" <<YAML
-grpc: {listen: "$addr"}
-http: {listen: "127.0.0.1:$((port + 1))"}
+grpc: {listen: "127.0.0.1:0"}
+http: {listen: "127.0.0.1:0"}
 apps:
   - sdk_app_id: 1400000000
     default_ttl: 4320h
@@ -44,6 +42,10 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 grep -q '"msg":"serving"' "$work/server.log" || fail "usersigd did not start"
+# Port 0: the kernel picks free ports, and the "serving" line names them.
+serving=$(grep -m1 '"msg":"serving"' "$work/server.log")
+addr=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["grpc"])' "$serving")
+http_addr=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["http"])' "$serving")
 # On loopback, plaintext gRPC is fine: no warning (cmd/usersigd tests the other side).
 grep -q 'without TLS' "$work/server.log" && fail "a plaintext warning on loopback"
 
@@ -111,7 +113,7 @@ out=$(call VerifyUserSig '{"user_id": "alice", "user_sig": "garbage"}' "${auth[@
 grep -q VERIFY_STATUS_MALFORMED <<<"$out" || fail "a malformed ticket: $out"
 pass "a malformed ticket is an answer: VERIFY_STATUS_MALFORMED"
 
-curl -sf "http://127.0.0.1:$((port + 1))/metrics" | grep -q '^usersig_tickets_issued_total{caller="smoke"' || fail "/metrics"
+curl -sf "http://$http_addr/metrics" | grep -q '^usersig_tickets_issued_total{caller="smoke"' || fail "/metrics"
 pass "/metrics"
 
 for s in "$key" "$token" "$sig" "$pmk"; do
