@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/usersig/usersig/cmd/usersig/cli"
 	"github.com/usersig/usersig/server"
 )
 
@@ -62,23 +63,30 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("usersigd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	configPath := fs.String("config", "", "the config file (YAML)")
 	dev := fs.Bool("dev", false, "run without a config: one app with a random key and one caller with a random token, on 127.0.0.1:50051")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	// Errors name a flag or an argument's position, never a value: an
+	// argument in the wrong place may be a key or a token.
+	rest, ferr := cli.ParseFlags(fs, args, 1)
+	if errors.Is(ferr, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fmt.Fprintln(stdout, "usage: usersigd --config FILE | --dev")
+		fs.PrintDefaults()
+		return 0
+	}
+	if ferr != nil {
+		fmt.Fprintln(stderr, "usersigd:", ferr)
 		return 2
 	}
 	switch {
+	case len(rest) > 0:
+		fmt.Fprintf(stderr, "usersigd: argument %d is unexpected: usersigd takes only flags\n", rest[0].Pos)
+		return 2
 	case *showVersion:
 		fmt.Fprintln(stdout, "usersigd", version)
 		return 0
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "usersigd: unexpected argument %q\n", fs.Arg(0))
-		return 2
 	case *dev == (*configPath != ""):
 		fmt.Fprintln(stderr, "usersigd: pass --config FILE, or --dev to try it out without one")
 		return 2

@@ -381,3 +381,31 @@ func writeSelfSigned(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestNoEcho: a flag or argument usersigd rejects is named by its flag or
+// position, never repeated: what was pasted in the wrong place may be a
+// key or a token.
+func TestNoEcho(t *testing.T) {
+	const secret = "eJxSECRET5bd2850fff3ecb11d7c805251c51ee46"
+	for _, args := range [][]string{
+		{"--" + secret},
+		{"-" + secret + "=1"},
+		{"-----BEGIN " + secret},
+		{"--dev=" + secret},
+		{"--dev", secret},
+		{"--config", "x.yaml", secret},
+		{"--version", "--", secret},
+	} {
+		var stdout, stderr strings.Builder
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("usersigd %q: %v, want exit status 2", args, err)
+		}
+		if out := stdout.String() + stderr.String(); strings.Contains(out, "SECRET") || !strings.HasPrefix(stderr.String(), "usersigd: ") {
+			t.Errorf("usersigd %q printed %q: want one line that does not repeat the argument", args, out)
+		}
+	}
+}
