@@ -120,6 +120,14 @@ func TestGenVerifyDecode(t *testing.T) {
 		if v["valid"] != (tc.code == 0) {
 			t.Errorf("%s: valid = %v", tc.name, v["valid"])
 		}
+		// The kind is reported once the MAC matched (expired included).
+		wantKind := "TICKET_KIND_UNSPECIFIED"
+		if tc.status == "VERIFY_STATUS_VALID" || tc.status == "VERIFY_STATUS_EXPIRED" {
+			wantKind = "TICKET_KIND_USER_SIG"
+		}
+		if v["kind"] != wantKind {
+			t.Errorf("%s: kind = %v, want %s", tc.name, v["kind"], wantKind)
+		}
 	}
 	// Another user and another app, and a rotated key list.
 	other := writeKey(t, "the-new-key-0123456789abcdef0123456789abcdef")
@@ -161,11 +169,12 @@ func TestGenPrivateMapKey(t *testing.T) {
 		r := usersig(t, nil, gen.stdout, "verify", "--sdkappid", "1400000000", "--key-file", key, "--user-id", "xiaojun", "--at", "1700000000")
 		var v struct {
 			Status        string         `json:"status"`
+			Kind          string         `json:"kind"`
 			PrivateMapKey map[string]any `json:"privateMapKey"`
 		}
 		json.Unmarshal([]byte(r.stdout), &v)
-		if r.code != 0 || v.Status != "VERIFY_STATUS_VALID" {
-			t.Fatalf("%s: verify = %+v", tc.name, r)
+		if r.code != 0 || v.Status != "VERIFY_STATUS_VALID" || v.Kind != "TICKET_KIND_PRIVATE_MAP_KEY" {
+			t.Fatalf("%s: verify = %+v, want VALID and kind TICKET_KIND_PRIVATE_MAP_KEY", tc.name, r)
 		}
 		for k, want := range tc.room {
 			if v.PrivateMapKey[k] != want {
