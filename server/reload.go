@@ -74,6 +74,9 @@ func (s *Server) bind(p *policy) {
 func (s *Server) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	if s.certs != nil {
+		s.certs.reload()
+	}
 	pre := restamp(s.watched)
 	l, err := LoadConfig(s.opts.ConfigPath)
 	if err != nil {

@@ -95,6 +95,7 @@ type Server struct {
 	grpcLis, httpLis               net.Listener
 	ready                          atomic.Bool
 	admission                      *admission
+	certs                          *certReloader // nil without TLS
 	reloadMu                       sync.Mutex
 	watched                        []fileStamp
 }
@@ -186,7 +187,7 @@ func (s *Server) buildGRPC() error {
 		),
 	}
 	if t := s.cfg.GRPC.TLS; t != nil {
-		tc, err := serverTLS(t)
+		tc, err := s.serverTLS(t)
 		if err != nil {
 			return err
 		}
@@ -208,13 +209,15 @@ func (s *Server) buildGRPC() error {
 	return nil
 }
 
-// serverTLS loads the certificate and, for mutual TLS, the client CAs.
-func serverTLS(t *TLSConfig) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+// serverTLS loads the certificate, which it reloads when its files change
+// (tlscert.go), and, for mutual TLS, the client CAs.
+func (s *Server) serverTLS(t *TLSConfig) (*tls.Config, error) {
+	certs, err := newCertReloader(t, s.cfg.Reload.Interval.d, s.configLog)
 	if err != nil {
-		return nil, &ConfigError{Problems: []string{"grpc.tls: " + oneLine(err.Error())}}
+		return nil, err
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	s.certs = certs
+	tc := &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12}
 	if t.ClientCAFile != "" {
 		pem, err := os.ReadFile(t.ClientCAFile)
 		if err != nil {
