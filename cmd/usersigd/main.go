@@ -67,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "the config file (YAML)")
 	dev := fs.Bool("dev", false, "run without a config: one app with a random key and one caller with a random token, on 127.0.0.1:50051")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	devGRPC := fs.String("dev-listen", "127.0.0.1:50051", "with --dev: the gRPC address")
+	devHTTP := fs.String("dev-http-listen", "127.0.0.1:9090", "with --dev: the metrics and probes address")
 	// Errors name a flag or an argument's position, never a value: an
 	// argument in the wrong place may be a key or a token.
 	rest, ferr := cli.ParseFlags(fs, args, 1)
@@ -87,6 +89,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case *showVersion:
 		fmt.Fprintln(stdout, "usersigd", version)
 		return 0
+	case !*dev && (isSet(fs, "dev-listen") || isSet(fs, "dev-http-listen")):
+		fmt.Fprintln(stderr, "usersigd: --dev-listen and --dev-http-listen go with --dev; the config sets the addresses")
+		return 2
 	case *dev == (*configPath != ""):
 		fmt.Fprintln(stderr, "usersigd: pass --config FILE, or --dev to try it out without one")
 		return 2
@@ -101,7 +106,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err    error
 	)
 	if *dev {
-		loaded, err = devConfig(stdout)
+		loaded, err = devConfig(stdout, *devGRPC, *devHTTP)
 	} else {
 		loaded, err = server.LoadConfig(*configPath)
 	}
@@ -174,12 +179,14 @@ func newLogger(w io.Writer, level zap.AtomicLevel) (log *zap.Logger, stop func()
 
 // devConfig makes the --dev config with a fresh key and token, and tells
 // the user how to call it.
-func devConfig(stdout io.Writer) (*server.Loaded, error) {
+func devConfig(stdout io.Writer, grpcListen, httpListen string) (*server.Loaded, error) {
 	key, token := make([]byte, 32), make([]byte, 24)
 	rand.Read(key)
 	rand.Read(token)
 	tok := hex.EncodeToString(token)
-	loaded, err := server.Compile(server.DevConfig([]byte(hex.EncodeToString(key)), tok))
+	cfg := server.DevConfig([]byte(hex.EncodeToString(key)), tok)
+	cfg.GRPC.Listen, cfg.HTTP.Listen = grpcListen, httpListen
+	loaded, err := server.Compile(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -211,4 +218,11 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// isSet reports whether the command line set the flag.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
