@@ -10,8 +10,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-
-	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
 )
 
 // callInfo is what the interceptors learn about a call, for the handler,
@@ -44,13 +42,6 @@ func (ci *callInfo) callerName() string {
 		return ""
 	}
 	return ci.caller.name
-}
-
-// The UserSigService methods by full name, as caller.methods bits.
-var fullMethodBits = map[string]uint8{
-	usersigv1.UserSigService_GenerateUserSig_FullMethodName:       methodBits[MethodGenerateUserSig],
-	usersigv1.UserSigService_VerifyUserSig_FullMethodName:         methodBits[MethodVerifyUserSig],
-	usersigv1.UserSigService_GeneratePrivateMapKey_FullMethodName: methodBits[MethodGeneratePrivateMapKey],
 }
 
 // authenticate is the auth interceptor's AuthFunc for UserSigService
@@ -86,7 +77,7 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 		}
 	}
 	method, _ := grpc.Method(ctx)
-	if c.methods&fullMethodBits[method] == 0 {
+	if c.methods&methodByFull[method].bit == 0 {
 		s.metrics.authFailure(authMethod)
 		return nil, errMethodDenied(c.name, method[strings.LastIndexByte(method, '/')+1:])
 	}

@@ -115,7 +115,7 @@ type CallerConfig struct {
 	ClientCertNames []string `yaml:"client_cert_names"`
 	// Apps are SDKAppIDs, or "*" for every configured app.
 	Apps []string `yaml:"apps"`
-	// Methods are UserSigService method names.
+	// Methods are UserSigService method names (methods.go).
 	Methods       []string    `yaml:"methods"`
 	MaxTTL        Duration    `yaml:"max_ttl"`
 	UserIDPattern string      `yaml:"user_id_pattern"`
@@ -148,19 +148,6 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // Dur returns a parsed duration.
 func Dur(d time.Duration) Duration { return Duration{text: d.String(), d: d} }
-
-// Methods a caller may be allowed.
-const (
-	MethodGenerateUserSig       = "GenerateUserSig"
-	MethodVerifyUserSig         = "VerifyUserSig"
-	MethodGeneratePrivateMapKey = "GeneratePrivateMapKey"
-)
-
-var methodBits = map[string]uint8{
-	MethodGenerateUserSig:       1 << 0,
-	MethodVerifyUserSig:         1 << 1,
-	MethodGeneratePrivateMapKey: 1 << 2,
-}
 
 // Defaults and limits.
 const (
@@ -757,14 +744,14 @@ func (c *checker) caller(field string, cc *CallerConfig, p *policy, declared map
 		}
 	}
 	if len(cc.Methods) == 0 {
-		c.addf(field+".methods", "list the methods it may call: GenerateUserSig, VerifyUserSig, GeneratePrivateMapKey")
+		c.addf(field+".methods", "list the methods it may call: %s", methodNames("and"))
 	}
-	for j, m := range cc.Methods {
-		bit, ok := methodBits[m]
+	for j, name := range cc.Methods {
+		m, ok := methodByName[name]
 		if !ok {
-			c.addf(fmt.Sprintf("%s.methods[%d]", field, j), "%q is not GenerateUserSig, VerifyUserSig or GeneratePrivateMapKey", m)
+			c.addf(fmt.Sprintf("%s.methods[%d]", field, j), "%q is not %s", name, methodNames("or"))
 		}
-		cl.methods |= bit
+		cl.methods |= m.bit
 	}
 	cl.maxTTL = c.ttl(field+".max_ttl", &cc.MaxTTL, 0)
 	if cl.maxTTL > 0 {

@@ -27,7 +27,7 @@ func DevConfig(key []byte, token string) *Config {
 			Name:        "dev",
 			TokenSHA256: hex.EncodeToString(sum[:]),
 			Apps:        []string{"*"},
-			Methods:     []string{MethodGenerateUserSig, MethodVerifyUserSig, MethodGeneratePrivateMapKey},
+			Methods:     allMethods(),
 		}},
 	}
 }

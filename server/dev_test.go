@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
+	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
 	"github.com/usersig/usersig/server"
 )
 
@@ -20,5 +23,27 @@ func TestDevConfig(t *testing.T) {
 	}
 	if l.Config.GRPC.TLS != nil || len(l.Warnings) != 0 {
 		t.Errorf("--dev: TLS %v, warnings %q", l.Config.GRPC.TLS, l.Warnings)
+	}
+}
+
+// TestMethodTable: the methods a caller may be allowed are the generated
+// service's, and each exported name is one of them.
+func TestMethodTable(t *testing.T) {
+	l, err := server.Compile(server.DevConfig([]byte("dev-key-0123456789abcdef0123456789abcdef"), "tok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := l.Config.Callers[0].Methods
+	var want []string
+	for _, m := range usersigv1.UserSigService_ServiceDesc.Methods {
+		want = append(want, m.MethodName)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("--dev's caller may call %v, want every method of the service: %v", got, want)
+	}
+	for _, name := range []string{server.MethodGenerateUserSig, server.MethodVerifyUserSig, server.MethodGeneratePrivateMapKey} {
+		if !slices.Contains(want, name) {
+			t.Errorf("server.Method* names %q, which the service does not have", name)
+		}
 	}
 }

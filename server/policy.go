@@ -46,7 +46,7 @@ type caller struct {
 	certNames     []string
 	allApps       bool
 	apps          map[uint64]bool
-	methods       uint8 // methodBits
+	methods       methodSet
 	maxTTL        time.Duration
 	userIDPattern *regexp.Regexp
 	rate          *rateSpec
