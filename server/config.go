@@ -130,19 +130,18 @@ type RateConfig struct {
 }
 
 // Duration is a duration written as Go writes them (720h, 90s). It keeps
-// its text until validation, so errors can name the field.
+// its text until validation, so errors can quote it.
 type Duration struct {
 	text string
-	line int
 	d    time.Duration
 }
 
-// UnmarshalYAML keeps the text and line of the value.
+// UnmarshalYAML keeps the text of the value.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("line %d: want a duration such as 720h or 90s", n.Line)
 	}
-	d.text, d.line = n.Value, n.Line
+	d.text = n.Value
 	return nil
 }
 

@@ -111,22 +111,34 @@ func (s *Server) filesDiffer() bool {
 }
 
 // staticChanges names the settings that changed but only apply at start.
+// It compares what the settings mean, not how they are written: a comment,
+// a reordering or 5000ms for 5s changes nothing.
 func staticChanges(old, new *Config) []string {
 	var out []string
 	for _, c := range []struct {
 		name     string
 		old, new any
 	}{
-		{"grpc", old.GRPC, new.GRPC},
+		{"grpc", old.GRPC.settings(), new.GRPC.settings()},
 		{"http", old.HTTP, new.HTTP},
-		{"shutdown", old.Shutdown, new.Shutdown},
-		{"reload", old.Reload, new.Reload},
+		{"shutdown", [2]time.Duration{old.Shutdown.Delay.d, old.Shutdown.Timeout.d}, [2]time.Duration{new.Shutdown.Delay.d, new.Shutdown.Timeout.d}},
+		{"reload", old.Reload.Interval.d, new.Reload.Interval.d},
 	} {
 		if !reflect.DeepEqual(c.old, c.new) {
 			out = append(out, c.name)
 		}
 	}
 	return out
+}
+
+// settings is the gRPC section as it takes effect: durations by value.
+func (g GRPCConfig) settings() GRPCConfig {
+	g.MaxCallDuration = Duration{d: g.MaxCallDuration.d}
+	if g.TLS != nil {
+		t := *g.TLS
+		g.TLS = &t
+	}
+	return g
 }
 
 // fileStamp is what a file looked like when the config was loaded.

@@ -335,3 +335,31 @@ func TestConfigStaleWatched(t *testing.T) {
 		return strings.Contains(body, "\nusersig_config_stale 0\n") && strings.Contains(body, "\nusersig_config_generation 2\n")
 	})
 }
+
+// TestStaticSettingsWarning: a reload warns that a start-only setting
+// changed only when its value did, not when a comment moved the lines or
+// the same duration is written another way.
+func TestStaticSettingsWarning(t *testing.T) {
+	noWatch := strings.Replace(fixtureConfig, "interval: 50ms", "interval: 0s", 1)
+	ts := startServer(t, noWatch)
+	warnings := func() int { return len(ts.logs.lines("this setting does not reload")) }
+	for _, tc := range []struct {
+		name   string
+		config string
+		warn   bool
+	}{
+		{"a comment above reload", strings.Replace(noWatch, "reload:", "# reloaded every tick\n\n\nreload:", 1), false},
+		{"0s written as 0ms", strings.Replace(noWatch, "interval: 0s", "interval: 0ms", 1), false},
+		{"max_call_duration 5s written out", strings.Replace(noWatch, "listen: 127.0.0.1:0\nhttp:", "listen: 127.0.0.1:0\n  max_call_duration: 5000ms\nhttp:", 1), false},
+		{"max_call_duration changed", strings.Replace(noWatch, "listen: 127.0.0.1:0\nhttp:", "listen: 127.0.0.1:0\n  max_call_duration: 7s\nhttp:", 1), true},
+	} {
+		before := warnings()
+		ts.writeConfig(tc.config)
+		if err := ts.srv.Reload(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := warnings() > before; got != tc.warn {
+			t.Errorf("%s: warned %v, want %v:\n%s", tc.name, got, tc.warn, ts.logs.lines("this setting does not reload"))
+		}
+	}
+}
