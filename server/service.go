@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
+	"github.com/usersig/usersig/server/convert"
 	"github.com/usersig/usersig/signer"
 )
 
@@ -62,7 +63,7 @@ func (h *service) VerifyUserSig(ctx context.Context, req *usersigv1.VerifyUserSi
 	}
 	r := signer.Verify(req.GetUserSig(), a.id, req.GetUserId(), a.keys, h.s.clock())
 	a.verified[r.Status].Inc()
-	return VerifyResponse(r, a.keyIDs), nil
+	return convert.VerifyResponse(r, a.keyIDs), nil
 }
 
 func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.GeneratePrivateMapKeyRequest) (*usersigv1.GeneratePrivateMapKeyResponse, error) {

@@ -17,7 +17,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/usersig/usersig/server"
+	"github.com/usersig/usersig/server/convert"
 	"github.com/usersig/usersig/signer"
 )
 
@@ -377,7 +377,7 @@ func verify(args []string, stdin io.Reader, out io.Writer, getenv env) (int, err
 		return 0, err
 	}
 	r := signer.Verify(ticket, c.sdkAppID, c.userID, keys, c.now())
-	b, err := protojson.MarshalOptions{EmitDefaultValues: true}.Marshal(server.VerifyResponse(r, ids))
+	b, err := protojson.MarshalOptions{EmitDefaultValues: true}.Marshal(convert.VerifyResponse(r, ids))
 	if err != nil {
 		return 0, err
 	}

@@ -1,4 +1,8 @@
-package server
+// Package convert turns the signer's answers into the API's messages. It
+// depends only on the generated messages and package signer, so that the
+// offline CLI prints what VerifyUserSig answers without linking the server,
+// its logging, metrics and tracing.
+package convert
 
 import (
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -8,8 +12,8 @@ import (
 )
 
 // VerifyResponse is the VerifyUserSig answer for a verification result.
-// keyIDs name the keys Verify was given, in the same order. The offline
-// CLI prints the same message, so both speak one JSON.
+// keyIDs name the keys Verify was given, in the same order. The server
+// answers with it and the offline CLI prints it, so both speak one JSON.
 func VerifyResponse(r signer.Result, keyIDs []string) *usersigv1.VerifyUserSigResponse {
 	resp := &usersigv1.VerifyUserSigResponse{
 		Valid: r.Valid(),
