@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -67,14 +66,9 @@ func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
 		}
 		ci.policy, ci.caller = p, c
 	}
-	if c.limiter != nil {
-		now := time.Now() // the wall clock, whatever clock tickets use
-		r := c.limiter.ReserveN(now, 1)
-		if d := r.DelayFrom(now); d > 0 {
-			r.CancelAt(now)
-			s.metrics.rateLimited(c.name)
-			return nil, rateLimited(c.name, d)
-		}
+	if retry, ok := c.rate.allow(); !ok {
+		s.metrics.rateLimited(c.name)
+		return nil, errRateLimited(c.name, retry)
 	}
 	method, _ := grpc.Method(ctx)
 	if c.methods&methodByFull[method].bit == 0 {

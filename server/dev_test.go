@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -45,5 +46,42 @@ func TestMethodTable(t *testing.T) {
 		if !slices.Contains(want, name) {
 			t.Errorf("server.Method* names %q, which the service does not have", name)
 		}
+	}
+}
+
+// TestCompileLeavesItsInput: Compile fills in defaults on a copy; the
+// config it is given is unchanged, and so is what it returns when compiled
+// again.
+func TestCompileLeavesItsInput(t *testing.T) {
+	src := []byte(`
+grpc: {tls: null}
+apps:
+  - sdk_app_id: 1400000000
+    keys: [{id: k, env: USERSIG_TEST_COMPILE_KEY}]
+callers:
+  - name: c
+    token_sha256: ` + tokenHash("t") + `
+    apps: ["*"]
+    methods: [VerifyUserSig]
+    rate: {per_second: 2.5}
+`)
+	t.Setenv("USERSIG_TEST_COMPILE_KEY", "compile-key-0123456789abcdef0123456789abcdef")
+	cfg, err := server.ParseConfig(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _ := server.ParseConfig(src)
+	l, err := server.Compile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, fresh) {
+		t.Errorf("Compile changed its input:\n got %+v\nwant %+v", cfg, fresh)
+	}
+	if l.Config == cfg || l.Config.GRPC.Listen != server.DefaultListen || l.Config.GRPC.MaxConcurrentCalls != server.DefaultMaxConcurrentCalls || l.Config.Log.Level != "info" {
+		t.Errorf("Loaded.Config is not a copy with the defaults: %+v", l.Config.GRPC)
+	}
+	if _, err := server.Compile(l.Config); err != nil {
+		t.Errorf("compiling the compiled config again: %v", err)
 	}
 }

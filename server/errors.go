@@ -1,13 +1,9 @@
 package server
 
 import (
-	"fmt"
-	"time"
-
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Client-facing errors. Messages are constants or name a field and a rule;
@@ -61,16 +57,6 @@ func invalidArgument(field, rule string) error {
 	if d, err := st.WithDetails(&errdetails.BadRequest{
 		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: rule}},
 	}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-// rateLimited is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying when
-// the caller's bucket holds a token again.
-func rateLimited(caller string, retry time.Duration) error {
-	st := status.New(codes.ResourceExhausted, fmt.Sprintf("caller %q is over its rate limit; retry after %s", caller, retry.Round(time.Millisecond)))
-	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/usersig/usersig/signer"
 )
@@ -49,8 +48,7 @@ type caller struct {
 	methods       methodSet
 	maxTTL        time.Duration
 	userIDPattern *regexp.Regexp
-	rate          *rateSpec
-	limiter       *rate.Limiter // nil when the caller has no rate
+	rate          *callerRate // nil when the caller has no rate (ratelimit.go)
 	// issued records the tickets it mints, by app and kind.
 	issued map[uint64]*[numKinds]issuance
 }
@@ -74,11 +72,6 @@ func (k ticketKind) String() string { return [numKinds]string{"usersig", "privat
 type issuance struct {
 	count prometheus.Counter
 	audit *zap.Logger
-}
-
-type rateSpec struct {
-	perSecond float64
-	burst     int
 }
 
 // byToken finds the caller whose token hashes to the token's SHA-256. Every
@@ -146,25 +139,4 @@ func (p *policy) usableApps(c *caller) []*app {
 		}
 	}
 	return out
-}
-
-// inheritLimiters gives each caller a token bucket: the one it had under
-// old when its rate is unchanged, so a reload does not refill budgets.
-func (p *policy) inheritLimiters(old *policy) {
-	prev := map[string]*caller{}
-	if old != nil {
-		for _, c := range old.callers {
-			prev[c.name] = c
-		}
-	}
-	for _, c := range p.callers {
-		if c.rate == nil {
-			continue
-		}
-		if o := prev[c.name]; o != nil && o.rate != nil && *o.rate == *c.rate {
-			c.limiter = o.limiter
-			continue
-		}
-		c.limiter = rate.NewLimiter(rate.Limit(c.rate.perSecond), c.rate.burst)
-	}
 }

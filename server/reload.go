@@ -24,7 +24,7 @@ func (s *Server) install(l *Loaded, pre []fileStamp) {
 	if old != nil {
 		p.generation = old.generation + 1
 	}
-	p.inheritLimiters(old)
+	p.inheritRates(old)
 	s.bind(p)
 	s.policy.Store(p)
 	if s.opts.LogLevel != nil {
@@ -139,82 +139,6 @@ func (g GRPCConfig) settings() GRPCConfig {
 		g.TLS = &t
 	}
 	return g
-}
-
-// fileStamp is what a file looked like when the config was loaded.
-type fileStamp struct {
-	path string
-	info os.FileInfo // nil when the file could not be read
-}
-
-// stampFiles stamps the config file and every key file it names. A
-// Kubernetes ConfigMap or Secret update swaps a symlink; Stat follows it,
-// so the stamp changes.
-func stampFiles(configPath string, cfg *Config) []fileStamp {
-	paths := []string{configPath}
-	for _, a := range cfg.Apps {
-		for _, k := range a.Keys {
-			if k.File != "" {
-				paths = append(paths, k.File)
-			}
-		}
-	}
-	out := make([]fileStamp, 0, len(paths))
-	for _, p := range paths {
-		if p == "" {
-			continue
-		}
-		fi, _ := os.Stat(p)
-		out = append(out, fileStamp{path: p, info: fi})
-	}
-	return out
-}
-
-// merge is the stamps of pre and of the files of later that pre lacks.
-func merge(pre, later []fileStamp) []fileStamp {
-	out := append([]fileStamp(nil), pre...)
-	seen := map[string]bool{}
-	for _, f := range pre {
-		seen[f.path] = true
-	}
-	for _, f := range later {
-		if !seen[f.path] {
-			seen[f.path] = true
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// restamp stamps the same files again.
-func restamp(old []fileStamp) []fileStamp {
-	out := make([]fileStamp, 0, len(old))
-	seen := map[string]bool{}
-	for _, f := range old {
-		if !seen[f.path] {
-			seen[f.path] = true
-			fi, _ := os.Stat(f.path)
-			out = append(out, fileStamp{path: f.path, info: fi})
-		}
-	}
-	return out
-}
-
-func (f fileStamp) changed() bool {
-	fi, err := os.Stat(f.path)
-	switch {
-	case (err != nil) != (f.info == nil):
-		return true
-	case err != nil:
-		return false
-	}
-	if !os.SameFile(fi, f.info) || !fi.ModTime().Equal(f.info.ModTime()) || fi.Size() != f.info.Size() || fi.Mode() != f.info.Mode() {
-		return true
-	}
-	// A chown fixes a file the owner rule refused, and changes nothing else.
-	was, _ := fileOwner(f.info)
-	is, _ := fileOwner(fi)
-	return was != is
 }
 
 // watch reloads when the config file or a key file changes.
