@@ -5,6 +5,13 @@
 // the Services, the NetworkPolicy, the PodDisruptionBudget and the
 // HorizontalPodAutoscaler.
 //
+// The ConfigMap's config.yaml is the server's to judge: the server's
+// TestDeployConfigLoads (server/deploy_test.go) loads it with the real
+// loader. This test reads only the few fields of it that other objects
+// must agree with (listen ports, key and TLS files, shutdown times), and
+// reads them leniently, so that a key the server adds or a default it
+// applies needs no change here.
+//
 // It is a module of its own so that the k8s.io dependencies stay out of the
 // main module. Run it with:
 //
@@ -14,7 +21,6 @@ package kubernetes
 import (
 	"bufio"
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,7 +72,6 @@ const (
 	grpcPort        = 50051
 	httpPort        = 9090
 	nonRootID       = 65532
-	protoFile       = "../../proto/usersig/v1/usersig.proto"
 )
 
 // skippedFiles are *.yaml files in this directory that are not Kubernetes
@@ -185,18 +190,18 @@ func decodeManifest(doc []byte) (any, error) {
 
 // manifests is every object in this directory, by kind and name.
 type manifests struct {
-	deployments  map[string]*appsv1.Deployment
-	services     map[string]*corev1.Service
-	configMaps   map[string]*corev1.ConfigMap
-	secrets      map[string]*corev1.Secret
-	pdbs         map[string]*policyv1.PodDisruptionBudget
-	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
-	policies     map[string]*networkingv1.NetworkPolicy
-	deployment   *appsv1.Deployment // deploymentName
-	container    *corev1.Container  // its first container
-	configMap    *corev1.ConfigMap  // configMapName
-	secret       *corev1.Secret     // secretName
-	serverConfig *serverConfig      // configKey of configMap
+	deployments map[string]*appsv1.Deployment
+	services    map[string]*corev1.Service
+	configMaps  map[string]*corev1.ConfigMap
+	secrets     map[string]*corev1.Secret
+	pdbs        map[string]*policyv1.PodDisruptionBudget
+	hpas        map[string]*autoscalingv2.HorizontalPodAutoscaler
+	policies    map[string]*networkingv1.NetworkPolicy
+	deployment  *appsv1.Deployment // deploymentName
+	container   *corev1.Container  // its first container
+	configMap   *corev1.ConfigMap  // configMapName
+	secret      *corev1.Secret     // secretName
+	config      *deployedConfig    // configKey of configMap, leniently
 }
 
 func loadManifests(t *testing.T) *manifests {
@@ -294,15 +299,11 @@ func loadManifests(t *testing.T) *manifests {
 		t.Fatalf("no Secret %q in the manifests", secretName)
 	}
 	m.container = &m.deployment.Spec.Template.Spec.Containers[0]
-	raw, ok := m.configMap.Data[configKey]
-	if !ok {
-		t.Fatalf("ConfigMap %q has no data key %q", configMapName, configKey)
+	cfg, err := readConfig(m.configMap)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var cfg serverConfig
-	if err := decodeStrict([]byte(raw), &cfg); err != nil {
-		t.Fatalf("ConfigMap %q: %s does not decode strictly as the server's config: %v", configMapName, configKey, err)
-	}
-	m.serverConfig = &cfg
+	m.config = cfg
 	return m
 }
 
@@ -326,11 +327,12 @@ func objectMeta(obj any) metav1.ObjectMeta {
 	panic(fmt.Sprintf("objectMeta: unexpected %T", obj))
 }
 
-// serverConfig mirrors usersigd's config.yaml (server.Config in
-// server/config.go), every key including the optional ones, so that strict
-// decoding catches a misspelt key inside the ConfigMap. Add a key here when
-// the server gains one (server.TestDeployConfigMirror fails until then).
-type serverConfig struct {
+// deployedConfig is what the cross-object checks read of usersigd's
+// config.yaml: where it listens, which files it reads and how long it
+// drains. It is no copy of the server's schema: it is decoded leniently
+// (other keys are ignored), and the server's TestDeployConfigLoads judges
+// the whole file with the real loader.
+type deployedConfig struct {
 	GRPC struct {
 		Listen string `json:"listen"`
 		TLS    *struct {
@@ -338,64 +340,34 @@ type serverConfig struct {
 			KeyFile      string `json:"key_file"`
 			ClientCAFile string `json:"client_ca_file"`
 		} `json:"tls"`
-		MaxCallDuration    string `json:"max_call_duration"`
-		MaxConcurrentCalls int    `json:"max_concurrent_calls"`
 	} `json:"grpc"`
 	HTTP struct {
 		Listen string `json:"listen"`
-		Pprof  bool   `json:"pprof"`
 	} `json:"http"`
 	Shutdown struct {
 		Delay   string `json:"delay"`
 		Timeout string `json:"timeout"`
 	} `json:"shutdown"`
-	Log struct {
-		Level string `json:"level"`
-	} `json:"log"`
-	Reload struct {
-		Interval string `json:"interval"`
-	} `json:"reload"`
 	Apps []struct {
-		SDKAppID   uint64 `json:"sdk_app_id"`
-		DefaultTTL string `json:"default_ttl"`
-		MaxTTL     string `json:"max_ttl"`
-		Keys       []struct {
+		Keys []struct {
 			ID   string `json:"id"`
 			File string `json:"file"`
 			Env  string `json:"env"`
 		} `json:"keys"`
 	} `json:"apps"`
-	Callers []struct {
-		Name            string   `json:"name"`
-		TokenSHA256     string   `json:"token_sha256"`
-		ClientCertNames []string `json:"client_cert_names"`
-		Apps            []appRef `json:"apps"`
-		Methods         []string `json:"methods"`
-		MaxTTL          string   `json:"max_ttl"`
-		UserIDPattern   string   `json:"user_id_pattern"`
-		Rate            *struct {
-			PerSecond float64 `json:"per_second"`
-			Burst     int     `json:"burst"`
-		} `json:"rate"`
-	} `json:"callers"`
 }
 
-// appRef is one entry of a caller's apps: an SDKAppID, written as a number
-// or a string, or "*" for every app.
-type appRef string
-
-func (a *appRef) UnmarshalJSON(b []byte) error {
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		*a = appRef(n.String())
-		return nil
+// readConfig reads the deployedConfig of a ConfigMap's config.yaml.
+func readConfig(cm *corev1.ConfigMap) (*deployedConfig, error) {
+	raw, ok := cm.Data[configKey]
+	if !ok {
+		return nil, fmt.Errorf("ConfigMap %q has no data key %q", cm.Name, configKey)
 	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("an app must be an SDKAppID or \"*\", got %s", b)
+	var cfg deployedConfig
+	if err := yaml.Unmarshal([]byte(raw), &cfg); err != nil {
+		return nil, fmt.Errorf("ConfigMap %q: %s is not YAML of the shape the server reads: %v", cm.Name, configKey, err)
 	}
-	*a = appRef(s)
-	return nil
+	return &cfg, nil
 }
 
 // check is one named property; fn returns nil when it holds, or an error
@@ -620,28 +592,6 @@ func TestDeployment(t *testing.T) {
 			}
 			return nil
 		}},
-		{"terminationGracePeriodSeconds exceeds shutdown.delay + shutdown.timeout", func() error {
-			delay, err := time.ParseDuration(m.serverConfig.Shutdown.Delay)
-			if err != nil {
-				return fmt.Errorf("ConfigMap %q: shutdown.delay %q: %v", configMapName, m.serverConfig.Shutdown.Delay, err)
-			}
-			timeout, err := time.ParseDuration(m.serverConfig.Shutdown.Timeout)
-			if err != nil {
-				return fmt.Errorf("ConfigMap %q: shutdown.timeout %q: %v", configMapName, m.serverConfig.Shutdown.Timeout, err)
-			}
-			if delay != 5*time.Second {
-				return fmt.Errorf("ConfigMap %q: shutdown.delay = %s, want 5s", configMapName, delay)
-			}
-			if pod.TerminationGracePeriodSeconds == nil {
-				return errors.New("terminationGracePeriodSeconds is not set (the default 30s happens to be enough, but say it)")
-			}
-			grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
-			if grace <= delay+timeout {
-				return fmt.Errorf("terminationGracePeriodSeconds = %s, must exceed shutdown.delay + shutdown.timeout = %s + %s = %s, or the pod is killed mid-drain",
-					grace, delay, timeout, delay+timeout)
-			}
-			return nil
-		}},
 		{"prometheus scrape annotations", func() error {
 			want := map[string]string{
 				"prometheus.io/scrape": "true",
@@ -779,10 +729,7 @@ func TestServices(t *testing.T) {
 
 func TestConfigAndSecret(t *testing.T) {
 	m := loadManifests(t)
-	cfg := m.serverConfig
-	c := m.container
-
-	runChecks(t, []check{
+	runChecks(t, append([]check{
 		{"Secret is Opaque and has keys", func() error {
 			if m.secret.Type != "" && m.secret.Type != corev1.SecretTypeOpaque {
 				return fmt.Errorf("Secret %q: type %s, want Opaque", secretName, m.secret.Type)
@@ -792,6 +739,16 @@ func TestConfigAndSecret(t *testing.T) {
 			}
 			return nil
 		}},
+	}, configChecks(m, m.config)...))
+}
+
+// configChecks are the checks that config.yaml and the other objects agree:
+// the listen ports, the key files and variables, the TLS files and the
+// shutdown times.
+func configChecks(m *manifests, cfg *deployedConfig) []check {
+	c := m.container
+	pod := &m.deployment.Spec.Template.Spec
+	return []check{
 		{"listen addresses match the container ports", func() error {
 			var errs []error
 			for _, l := range []struct{ key, addr, port string }{
@@ -812,124 +769,68 @@ func TestConfigAndSecret(t *testing.T) {
 			}
 			return errors.Join(errs...)
 		}},
-		{"log level is known", func() error {
-			if !slices.Contains([]string{"debug", "info", "warn", "error"}, cfg.Log.Level) {
-				return fmt.Errorf("config log.level %q is not one of debug, info, warn, error", cfg.Log.Level)
-			}
-			return nil
-		}},
-		{"apps have TTLs and keys", func() error {
-			if len(cfg.Apps) == 0 {
-				return errors.New("config has no apps")
-			}
-			var errs []error
-			for _, app := range cfg.Apps {
-				if app.SDKAppID == 0 {
-					errs = append(errs, errors.New("config: an app has no sdk_app_id"))
-				}
-				def, err1 := time.ParseDuration(app.DefaultTTL)
-				maxTTL, err2 := time.ParseDuration(app.MaxTTL)
-				if err := errors.Join(err1, err2); err != nil {
-					errs = append(errs, fmt.Errorf("config app %d: %v", app.SDKAppID, err))
-				} else if def <= 0 || def > maxTTL {
-					errs = append(errs, fmt.Errorf("config app %d: default_ttl %s must be positive and at most max_ttl %s", app.SDKAppID, def, maxTTL))
-				}
-				if len(app.Keys) == 0 {
-					errs = append(errs, fmt.Errorf("config app %d has no keys", app.SDKAppID))
-				}
-				for _, k := range app.Keys {
-					if k.ID == "" || (k.File == "") == (k.Env == "") {
-						errs = append(errs, fmt.Errorf("config app %d key %q: needs an id and exactly one of file or env", app.SDKAppID, k.ID))
-					}
-				}
-			}
-			return errors.Join(errs...)
-		}},
 		{"every key file lies in the Secret's mount and names a Secret key", func() error {
 			keys := secretKeys(m.secret)
 			var errs []error
-			for _, app := range cfg.Apps {
+			for i, app := range cfg.Apps {
 				for _, k := range app.Keys {
 					if k.File == "" {
 						continue
 					}
 					dir, base := path.Split(path.Clean(k.File))
 					if path.Clean(dir) != secretMountPath {
-						errs = append(errs, fmt.Errorf("config app %d key %q: file %s is not directly under the Secret's mountPath %s", app.SDKAppID, k.ID, k.File, secretMountPath))
+						errs = append(errs, fmt.Errorf("config apps[%d] key %q: file %s is not directly under the Secret's mountPath %s", i, k.ID, k.File, secretMountPath))
 						continue
 					}
 					if !slices.Contains(keys, base) {
-						errs = append(errs, fmt.Errorf("config app %d key %q: file %s, but Secret %q has no key %q (it has %q)", app.SDKAppID, k.ID, k.File, secretName, base, keys))
+						errs = append(errs, fmt.Errorf("config apps[%d] key %q: file %s, but Secret %q has no key %q (it has %q)", i, k.ID, k.File, secretName, base, keys))
 					}
-				}
-			}
-			return errors.Join(errs...)
-		}},
-		{"callers are well formed", func() error {
-			if len(cfg.Callers) == 0 {
-				return errors.New("config has no callers")
-			}
-			methods, err := protoMethods()
-			if err != nil {
-				return err
-			}
-			apps := map[string]bool{"*": true}
-			for _, app := range cfg.Apps {
-				apps[strconv.FormatUint(app.SDKAppID, 10)] = true
-			}
-			var errs []error
-			for _, caller := range cfg.Callers {
-				if caller.Name == "" {
-					errs = append(errs, errors.New("config: a caller has no name"))
-				}
-				if caller.TokenSHA256 == "" && len(caller.ClientCertNames) == 0 {
-					errs = append(errs, fmt.Errorf("config caller %q has neither token_sha256 nor client_cert_names", caller.Name))
-				}
-				if caller.TokenSHA256 != "" {
-					if b, err := hex.DecodeString(caller.TokenSHA256); err != nil || len(b) != 32 {
-						errs = append(errs, fmt.Errorf("config caller %q: token_sha256 %q is not 64 hex characters", caller.Name, caller.TokenSHA256))
-					}
-				}
-				if len(caller.Apps) == 0 {
-					errs = append(errs, fmt.Errorf("config caller %q has no apps", caller.Name))
-				}
-				for _, id := range caller.Apps {
-					if !apps[string(id)] {
-						errs = append(errs, fmt.Errorf("config caller %q: app %q is not among the configured apps (nor \"*\")", caller.Name, id))
-					}
-				}
-				if len(caller.Methods) == 0 {
-					errs = append(errs, fmt.Errorf("config caller %q has no methods", caller.Name))
-				}
-				for _, meth := range caller.Methods {
-					if !slices.Contains(methods, meth) {
-						errs = append(errs, fmt.Errorf("config caller %q: method %q is not an rpc of %s (%q)", caller.Name, meth, protoFile, methods))
-					}
-				}
-				if r := caller.Rate; r != nil && (r.PerSecond <= 0 || r.Burst <= 0) {
-					errs = append(errs, fmt.Errorf("config caller %q: rate per_second and burst must be positive, got %+v", caller.Name, *r))
 				}
 			}
 			return errors.Join(errs...)
 		}},
 		{"env keys come from the container's environment", func() error {
 			var errs []error
-			for _, app := range cfg.Apps {
+			for i, app := range cfg.Apps {
 				for _, k := range app.Keys {
 					if k.Env == "" {
 						continue
 					}
 					if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == k.Env }) {
-						errs = append(errs, fmt.Errorf("config app %d key %q: env %s is not set on container %q", app.SDKAppID, k.ID, k.Env, c.Name))
+						errs = append(errs, fmt.Errorf("config apps[%d] key %q: env %s is not set on container %q", i, k.ID, k.Env, c.Name))
 					}
 				}
 			}
 			return errors.Join(errs...)
 		}},
+		{"terminationGracePeriodSeconds exceeds shutdown.delay + shutdown.timeout", func() error {
+			// Both are stated in the ConfigMap, so that the grace period
+			// is checked against what is written, not a default.
+			delay, err := time.ParseDuration(cfg.Shutdown.Delay)
+			if err != nil {
+				return fmt.Errorf("ConfigMap %q: shutdown.delay %q (it must be set): %v", configMapName, cfg.Shutdown.Delay, err)
+			}
+			timeout, err := time.ParseDuration(cfg.Shutdown.Timeout)
+			if err != nil {
+				return fmt.Errorf("ConfigMap %q: shutdown.timeout %q (it must be set): %v", configMapName, cfg.Shutdown.Timeout, err)
+			}
+			if delay != 5*time.Second {
+				return fmt.Errorf("ConfigMap %q: shutdown.delay = %s, want 5s", configMapName, delay)
+			}
+			if pod.TerminationGracePeriodSeconds == nil {
+				return errors.New("terminationGracePeriodSeconds is not set (the default 30s happens to be enough, but say it)")
+			}
+			grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+			if grace <= delay+timeout {
+				return fmt.Errorf("terminationGracePeriodSeconds = %s, must exceed shutdown.delay + shutdown.timeout = %s + %s = %s, or the pod is killed mid-drain",
+					grace, delay, timeout, delay+timeout)
+			}
+			return nil
+		}},
 		{"gRPC is served with TLS from the Secret usersigd-tls, mounted read-only where config.yaml says", func() error {
 			return checkTLS(m, cfg)
 		}},
-	})
+	}
 }
 
 // tlsFileKeys is, for each grpc.tls file, the key of a kubernetes.io/tls
@@ -942,7 +843,7 @@ var tlsFileKeys = []struct{ field, key string }{
 
 // checkTLS checks that config.yaml turns TLS on, and that each of its TLS
 // files is a key of the Secret usersigd-tls in a read-only mount of it.
-func checkTLS(m *manifests, cfg *serverConfig) error {
+func checkTLS(m *manifests, cfg *deployedConfig) error {
 	t := cfg.GRPC.TLS
 	if t == nil || t.CertFile == "" || t.KeyFile == "" {
 		return fmt.Errorf("ConfigMap %q: grpc.tls.cert_file and key_file are not set: gRPC (tokens, tickets) would cross the pod network in clear", configMapName)
@@ -1293,11 +1194,70 @@ func TestNetworkPolicyCheckCatchesMistakes(t *testing.T) {
 	}
 }
 
+// TestConfigChecks edits the shipped config.yaml and runs configChecks on
+// it: the checks refuse an edit that breaks the link to another object,
+// and let through what is the server's alone to judge (its loader,
+// through server.TestDeployConfigLoads, does).
+func TestConfigChecks(t *testing.T) {
+	replace := func(old, new string) func(string) string {
+		return func(s string) string { return strings.Replace(s, old, new, 1) }
+	}
+	dropLine := func(key string) func(string) string {
+		re := regexp.MustCompile(`(?m)^[ \t]*` + regexp.QuoteMeta(key) + `:.*\n`)
+		return func(s string) string { return re.ReplaceAllString(s, "") }
+	}
+	for _, tc := range []struct {
+		name    string
+		edit    func(string) string
+		refused bool
+	}{
+		// The server's schema and rules: defaults, optional keys, new keys.
+		{"an app without default_ttl", dropLine("default_ttl"), false},
+		{"a rate without burst", replace("rate: {per_second: 500, burst: 1000}", "rate: {per_second: 500}"), false},
+		{"a caller option this test does not know", replace("    rate: {", "    quota: {per_day: 100}\n    rate: {"), false},
+		// The links to the other objects.
+		{"a key file the Secret lacks", replace("/run/secrets/usersig/primary-key", "/run/secrets/usersig/other-key"), true},
+		{"a key file outside the Secret's mount", replace("/run/secrets/usersig/primary-key", "/etc/usersig/primary-key"), true},
+		{"gRPC on another port than the container's", replace("0.0.0.0:50051", "0.0.0.0:50052"), true},
+		{"HTTP on loopback only", replace("0.0.0.0:9090", "127.0.0.1:9090"), true},
+		{"a drain longer than the grace period", replace("timeout: 20s", "timeout: 30s"), true},
+		{"no shutdown.timeout", dropLine("timeout"), true},
+		{"a misspelt cert_file", replace("cert_file:", "cert_fil:"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := loadManifests(t)
+			shipped := m.configMap.Data[configKey]
+			m.configMap.Data[configKey] = tc.edit(shipped)
+			if m.configMap.Data[configKey] == shipped {
+				t.Fatalf("test bug: the edit changes nothing in the shipped %s", configKey)
+			}
+			cfg, err := readConfig(m.configMap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var failed []error
+			for _, c := range configChecks(m, cfg) {
+				if err := c.fn(); err != nil {
+					failed = append(failed, fmt.Errorf("%s: %w", c.name, err))
+				}
+			}
+			switch {
+			case tc.refused && len(failed) == 0:
+				t.Errorf("the config with %s passes every check", tc.name)
+			case !tc.refused && len(failed) > 0:
+				t.Errorf("the config with %s is refused, but that is the server's to judge:\n%v", tc.name, errors.Join(failed...))
+			case tc.refused:
+				t.Logf("refused as expected: %v", errors.Join(failed...))
+			}
+		})
+	}
+}
+
 // TestTLSCheckCatchesMistakes proves checkTLS can fail: each edit breaks
 // the link between config.yaml's grpc.tls and the mounted Secret.
 func TestTLSCheckCatchesMistakes(t *testing.T) {
 	shipped := loadManifests(t)
-	if err := checkTLS(shipped, shipped.serverConfig); err != nil {
+	if err := checkTLS(shipped, shipped.config); err != nil {
 		t.Fatalf("the shipped manifests fail the check: %v", err)
 	}
 	tlsVolume := func(m *manifests) *corev1.Volume {
@@ -1323,13 +1283,13 @@ func TestTLSCheckCatchesMistakes(t *testing.T) {
 		name string
 		edit func(m *manifests)
 	}{
-		{"no grpc.tls", func(m *manifests) { m.serverConfig.GRPC.TLS = nil }},
-		{"cert_file outside the mount", func(m *manifests) { m.serverConfig.GRPC.TLS.CertFile = "/etc/usersig/tls.crt" }},
+		{"no grpc.tls", func(m *manifests) { m.config.GRPC.TLS = nil }},
+		{"cert_file outside the mount", func(m *manifests) { m.config.GRPC.TLS.CertFile = "/etc/usersig/tls.crt" }},
 		{"key_file under another name", func(m *manifests) {
-			m.serverConfig.GRPC.TLS.KeyFile = path.Join(path.Dir(m.serverConfig.GRPC.TLS.KeyFile), "server.key")
+			m.config.GRPC.TLS.KeyFile = path.Join(path.Dir(m.config.GRPC.TLS.KeyFile), "server.key")
 		}},
 		{"client_ca_file under another name", func(m *manifests) {
-			m.serverConfig.GRPC.TLS.ClientCAFile = path.Join(path.Dir(m.serverConfig.GRPC.TLS.KeyFile), "client-ca.pem")
+			m.config.GRPC.TLS.ClientCAFile = path.Join(path.Dir(m.config.GRPC.TLS.KeyFile), "client-ca.pem")
 		}},
 		{"mounted elsewhere", func(m *manifests) { tlsMount(m).MountPath = "/run/secrets/tls" }},
 		{"mounted writable", func(m *manifests) { tlsMount(m).ReadOnly = false }},
@@ -1346,7 +1306,7 @@ func TestTLSCheckCatchesMistakes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := loadManifests(t)
 			tc.edit(m)
-			if err := checkTLS(m, m.serverConfig); err == nil {
+			if err := checkTLS(m, m.config); err == nil {
 				t.Errorf("the manifests with %s pass the check", tc.name)
 			} else {
 				t.Logf("refused as expected: %v", err)
@@ -1468,14 +1428,6 @@ spec:
 			}
 		})
 	}
-	t.Run("typo in the embedded config.yaml", func(t *testing.T) {
-		var cfg serverConfig
-		for _, bad := range []string{"shutdown:\n  dealy: 5s\n", "shutdown:\n  Delay: 5s\n"} {
-			if err := decodeStrict([]byte(bad), &cfg); err == nil {
-				t.Errorf("config %q decoded without error", bad)
-			}
-		}
-	})
 }
 
 func TestSplitDocuments(t *testing.T) {
@@ -1644,23 +1596,4 @@ func parseGoMemLimit(s string) (int64, error) {
 		return 0, fmt.Errorf("not a positive byte count with an optional B/KiB/MiB/GiB/TiB suffix")
 	}
 	return n * mult, nil
-}
-
-var rpcRE = regexp.MustCompile(`(?m)^\s*rpc\s+(\w+)\s*\(`)
-
-// protoMethods lists the rpc names in the API's .proto file, so that a
-// caller's `methods` cannot name a method the server does not have.
-func protoMethods() ([]string, error) {
-	src, err := os.ReadFile(protoFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading the API definition to check callers' methods: %v", err)
-	}
-	var names []string
-	for _, m := range rpcRE.FindAllStringSubmatch(string(src), -1) {
-		names = append(names, m[1])
-	}
-	if len(names) == 0 {
-		return nil, fmt.Errorf("no rpc found in %s", protoFile)
-	}
-	return names, nil
 }
