@@ -48,31 +48,31 @@ func (ci *callInfo) callerName() string {
 // certificate), spends one token of the caller's rate, and checks the
 // method. The app and the user id are checked by the handler, which knows
 // the request.
-func (s *Server) authenticate(ctx context.Context) (context.Context, error) {
+func (h *service) authenticate(ctx context.Context) (context.Context, error) {
 	ci := callInfoFrom(ctx)
 	if ci == nil { // the call-info interceptor always runs first
 		return nil, errInternal
 	}
 	c := ci.caller // identified by the tap from the same metadata
 	if c == nil {
-		p := s.policy.Load()
+		p := h.policy.Load()
 		var (
 			reason string
 			err    error
 		)
 		if c, reason, err = identify(ctx, p); err != nil {
-			s.metrics.authFailure(reason)
+			h.metrics.authFailure(reason)
 			return nil, err
 		}
 		ci.policy, ci.caller = p, c
 	}
 	if retry, ok := c.rate.allow(); !ok {
-		s.metrics.rateLimited(c.name)
+		h.metrics.rateLimited(c.name)
 		return nil, errRateLimited(c.name, retry)
 	}
 	method, _ := grpc.Method(ctx)
 	if c.methods&methodByFull[method].bit == 0 {
-		s.metrics.authFailure(authMethod)
+		h.metrics.authFailure(authMethod)
 		return nil, errMethodDenied(c.name, method[strings.LastIndexByte(method, '/')+1:])
 	}
 	return ctx, nil

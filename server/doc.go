@@ -1,4 +1,38 @@
-// Package server is usersigd's gRPC service: the UserSigService handlers,
-// caller authentication and per-caller policy, and the interceptor chain
-// around them. The ticket format itself lives in package signer.
+// Package server is usersigd: the usersig.v1 gRPC service, the
+// authentication and per-caller policy around it, and what runs it
+// (listeners, reload, metrics, health). The ticket format is package
+// signer; the API's messages are package gen/usersig/v1, and
+// server/convert turns a verification into its answer.
+//
+// # A config, from file to force
+//
+//	LoadConfig (config.go)  read the file by the rules of trusted files (files.go)
+//	  ParseConfig           strict YAML into Config (config.go)
+//	  Compile               on a copy: settings and defaults (validate.go),
+//	                        apps and their keys, callers and their options
+//	                        (compile.go; the rate option is ratelimit.go, the
+//	                        methods a caller may call are methods.go)
+//	                        into a policy (policy.go)
+//	reloader.install        binds its metrics and audit loggers and swaps it
+//	                        in (reload.go); SIGHUP and changed files reload
+//
+// A policy never changes once built: a reload builds another, and calls
+// in flight finish under the one they started with.
+//
+// # A call, from headers to audit line
+//
+//	admission.tapHandle (tap.go)  from the headers alone: refuse a caller's
+//	                              call without valid credentials, take a
+//	                              slot, set the deadline
+//	interceptors (server.go)      call info, metrics (metrics.go), the call
+//	                              log line (calllog.go), panic recovery
+//	service.authenticate (auth.go) the caller, its rate, the method
+//	service handlers (service.go) the app, the user id, the ttl; then the
+//	                              signer, the counter and the audit line
+//
+// Errors a client sees are built in errors.go (and ratelimit.go): each
+// names the field or rule and never holds a key, a token or a ticket.
+// Server (server.go) wires the parts and runs them: listeners, health,
+// readiness, draining; tlscert.go serves a renewed certificate and
+// tracing.go is OpenTelemetry when configured.
 package server

@@ -60,8 +60,8 @@ callers:
 	}
 	s.setReady(true)
 	chain := chainUnary(s.unary)
-	impl := &service{s: s}
-	minted, err := impl.s.policy.Load().apps[1400000000].keys[0].UserSig(1400000000, "user_0001", 24*time.Hour, time.Now())
+	impl := s.svc
+	minted, err := impl.policy.Load().apps[1400000000].keys[0].UserSig(1400000000, "user_0001", 24*time.Hour, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

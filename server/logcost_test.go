@@ -55,14 +55,16 @@ func BenchmarkLogLine(b *testing.B) {
 		})
 	}
 	b.Run("audit", func(b *testing.B) {
-		s := &Server{metrics: newMetrics("bench"), audit: log}
+		m := newMetrics("bench")
+		r := &reloader{metrics: m, audit: log}
+		h := &service{metrics: m}
 		c := &caller{name: "backend", allApps: true}
 		a := &app{id: 1400000000, keyIDs: []string{"primary"}}
-		s.bind(&policy{appList: []*app{a}, callers: []*caller{c}})
+		r.bind(&policy{appList: []*app{a}, callers: []*caller{c}})
 		ci := &callInfo{caller: c}
 		b.ReportAllocs()
 		for b.Loop() {
-			s.issued(ci, a, kindUserSig, "user_0001", time.Hour)
+			h.issued(ci, a, kindUserSig, "user_0001", time.Hour)
 		}
 	})
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -13,43 +15,61 @@ import (
 	"github.com/usersig/usersig/signer"
 )
 
+// reloader owns the config in force and its reloading: it installs a
+// loaded config (swapping the policy the service and the tap read), binds
+// its metrics and audit loggers, reloads on SIGHUP or when the watched
+// files change, and keeps the state that takes.
+type reloader struct {
+	path     string                  // the config file; "" with --dev
+	policy   *atomic.Pointer[policy] // shared with the service and the tap
+	start    *Config                 // as loaded at start: its start-only settings are in force
+	metrics  *metrics
+	log      *zap.Logger // the "config" logger
+	audit    *zap.Logger
+	logLevel *zap.AtomicLevel // follows log.level, when set
+	certs    *certReloader    // nil without TLS
+
+	mu      sync.Mutex // one reload at a time; guards watched
+	watched []fileStamp
+}
+
 // install puts a loaded config in force. Calls already past
 // authentication keep the policy they started with. pre are stamps taken
 // before the files were read: a change made while they were being read
 // must still count as a change.
-func (s *Server) install(l *Loaded, pre []fileStamp) {
+func (r *reloader) install(l *Loaded, pre []fileStamp) {
 	p := l.policy
-	old := s.policy.Load()
+	old := r.policy.Load()
 	p.generation, p.hash = 1, l.Hash
 	if old != nil {
 		p.generation = old.generation + 1
 	}
 	p.inheritRates(old)
-	s.bind(p)
-	s.policy.Store(p)
-	if s.opts.LogLevel != nil {
+	r.bind(p)
+	r.policy.Store(p)
+	if r.logLevel != nil {
 		if lvl, err := zapcore.ParseLevel(l.Config.Log.Level); err == nil {
-			s.opts.LogLevel.SetLevel(lvl)
+			r.logLevel.SetLevel(lvl)
 		}
 	}
 	for _, w := range l.Warnings {
-		s.configLog.Warn(w)
+		r.log.Warn(w)
 	}
-	s.watched = merge(pre, stampFiles(s.opts.ConfigPath, l.Config))
-	if old == nil && s.opts.ConfigPath != "" {
-		s.metrics.watchStale(s.filesDiffer)
+	r.watched = merge(pre, stampFiles(r.path, l.Config))
+	if old == nil && r.path != "" {
+		r.metrics.watchStale(r.filesDiffer)
 	}
-	s.metrics.reloaded(true, p.generation)
-	s.configLog.Info("config in force", zap.Uint64("generation", p.generation), zap.String("hash", p.hash),
+	r.metrics.reloaded(true, p.generation)
+	r.log.Info("config in force", zap.Uint64("generation", p.generation), zap.String("hash", p.hash),
 		zap.Int("apps", len(p.appList)), zap.Int("callers", len(p.callers)))
 }
 
 // bind resolves a policy's counters and audit loggers once, so that a call
 // only increments and encodes what varies.
-func (s *Server) bind(p *policy) {
+func (r *reloader) bind(p *policy) {
 	for _, a := range p.appList {
 		for st := signer.Valid; st <= signer.Malformed; st++ {
-			a.verified[st] = s.metrics.verifiedCounter(a.id, st)
+			a.verified[st] = r.metrics.verifiedCounter(a.id, st)
 		}
 	}
 	for _, c := range p.callers {
@@ -58,8 +78,8 @@ func (s *Server) bind(p *policy) {
 			is := new([numKinds]issuance)
 			for k := range numKinds {
 				is[k] = issuance{
-					count: s.metrics.issuedCounter(a.id, c.name, k),
-					audit: s.audit.With(zap.String("caller", c.name), zap.Uint64("sdk_app_id", a.id),
+					count: r.metrics.issuedCounter(a.id, c.name, k),
+					audit: r.audit.With(zap.String("caller", c.name), zap.Uint64("sdk_app_id", a.id),
 						zap.String("key_id", a.keyIDs[0]), zap.Stringer("kind", k)),
 				}
 			}
@@ -68,46 +88,46 @@ func (s *Server) bind(p *policy) {
 	}
 }
 
-// Reload reads the config file and the key files again and puts them in
+// reload reads the config file and the key files again and puts them in
 // force at once. A config that fails validation is rejected, with one log
 // line per problem, and the one in force stays.
-func (s *Server) Reload() error {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	if s.certs != nil {
-		s.certs.reload()
+func (r *reloader) reload() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.certs != nil {
+		r.certs.reload()
 	}
-	pre := restamp(s.watched)
-	l, err := LoadConfig(s.opts.ConfigPath)
+	pre := restamp(r.watched)
+	l, err := LoadConfig(r.path)
 	if err != nil {
-		s.metrics.reloaded(false, 0)
+		r.metrics.reloaded(false, 0)
 		for _, line := range strings.Split(err.Error(), "\n") {
-			s.configLog.Error("reload rejected; the config in force stays", zap.String("problem", line))
+			r.log.Error("reload rejected; the config in force stays", zap.String("problem", line))
 		}
 		// Do not retry the same files on every tick, but do watch the key
 		// files the rejected config names, so that fixing one reloads.
 		var named []fileStamp
-		if b, rerr := os.ReadFile(s.opts.ConfigPath); rerr == nil {
+		if b, rerr := os.ReadFile(r.path); rerr == nil {
 			if cfg, perr := ParseConfig(b); perr == nil {
 				named = stampFiles("", cfg)
 			}
 		}
-		s.watched = merge(pre, named)
+		r.watched = merge(pre, named)
 		return err
 	}
-	for _, f := range staticChanges(s.cfg, l.Config) {
-		s.configLog.Warn("this setting does not reload; restart to apply it", zap.String("setting", f))
+	for _, f := range staticChanges(r.start, l.Config) {
+		r.log.Warn("this setting does not reload; restart to apply it", zap.String("setting", f))
 	}
-	s.install(l, pre)
+	r.install(l, pre)
 	return nil
 }
 
 // filesDiffer reports whether the config file and the key files it names
 // differ, in path or content, from those the config in force was loaded
 // from (or cannot be read).
-func (s *Server) filesDiffer() bool {
-	sum, ok := diskDigest(s.opts.ConfigPath)
-	return !ok || sum != s.policy.Load().inputs
+func (r *reloader) filesDiffer() bool {
+	sum, ok := diskDigest(r.path)
+	return !ok || sum != r.policy.Load().inputs
 }
 
 // staticChanges names the settings that changed but only apply at start.
@@ -142,7 +162,7 @@ func (g GRPCConfig) settings() GRPCConfig {
 }
 
 // watch reloads when the config file or a key file changes.
-func (s *Server) watch(ctx context.Context, every time.Duration) {
+func (r *reloader) watch(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -151,18 +171,18 @@ func (s *Server) watch(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		s.reloadMu.Lock()
+		r.mu.Lock()
 		changed := false
-		for _, f := range s.watched {
+		for _, f := range r.watched {
 			if f.changed() {
 				changed = true
 				break
 			}
 		}
-		s.reloadMu.Unlock()
+		r.mu.Unlock()
 		if changed {
-			s.configLog.Info("a config or key file changed; reloading")
-			s.Reload()
+			r.log.Info("a config or key file changed; reloading")
+			r.reload()
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -79,25 +78,26 @@ type Options struct {
 	StatsHandler stats.Handler
 }
 
-// Server is usersigd: the gRPC service, its health and reflection, and
-// the HTTP listener for metrics and probes.
+// Server is usersigd: it wires the parts and runs them. The service
+// (service.go, auth.go) answers UserSigService calls under the policy in
+// force, the admission (tap.go) admits or refuses streams from their
+// headers, and the reloader (reload.go) puts configs in force; Server
+// holds the listeners, the gRPC and HTTP servers, health and readiness.
 type Server struct {
-	log, grpcLog, audit, configLog *zap.Logger
-	opts                           Options
-	cfg                            *Config // as loaded at start; listeners and limits do not reload
-	clock                          func() time.Time
-	policy                         atomic.Pointer[policy]
-	metrics                        *metrics
-	grpc                           *grpc.Server
-	unary                          []grpc.UnaryServerInterceptor // the chain, outermost first
-	health                         *health.Server
-	http                           *http.Server
-	grpcLis, httpLis               net.Listener
-	ready                          atomic.Bool
-	admission                      *admission
-	certs                          *certReloader // nil without TLS
-	reloadMu                       sync.Mutex
-	watched                        []fileStamp
+	log              *zap.Logger
+	opts             Options
+	cfg              *Config // as loaded at start; listeners and limits do not reload
+	policy           atomic.Pointer[policy]
+	metrics          *metrics
+	svc              *service
+	admission        *admission
+	reloader         *reloader
+	grpc             *grpc.Server
+	unary            []grpc.UnaryServerInterceptor // the chain, outermost first
+	health           *health.Server
+	http             *http.Server
+	grpcLis, httpLis net.Listener
+	ready            atomic.Bool
 }
 
 // New builds the server from a loaded config.
@@ -105,25 +105,20 @@ func New(l *Loaded, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	s := &Server{
-		log:       opts.Logger,
-		grpcLog:   opts.Logger.Named("grpc"),
-		audit:     opts.Logger.Named("audit"),
-		configLog: opts.Logger.Named("config"),
-		opts:      opts,
-		cfg:       l.Config,
-		clock:     opts.Clock,
-		metrics:   newMetrics(opts.Version),
+	s := &Server{log: opts.Logger, opts: opts, cfg: l.Config, metrics: newMetrics(opts.Version)}
+	clock := opts.Clock
+	if clock == nil {
+		clock = time.Now
 	}
-	if s.clock == nil {
-		s.clock = time.Now
-	}
-	s.admission = newAdmission(l.Config.GRPC.MaxConcurrentCalls, s.metrics, s.grpcLog)
+	s.svc = &service{policy: &s.policy, clock: clock, metrics: s.metrics, log: s.log}
+	s.admission = newAdmission(&s.policy, l.Config.GRPC, s.metrics, s.log.Named("grpc"))
+	s.reloader = &reloader{path: opts.ConfigPath, policy: &s.policy, start: l.Config, metrics: s.metrics,
+		log: s.log.Named("config"), audit: s.log.Named("audit"), logLevel: opts.LogLevel}
 	if err := s.buildGRPC(); err != nil {
 		return nil, err
 	}
 	s.buildHTTP()
-	s.install(l, nil)
+	s.reloader.install(l, nil)
 	return s, nil
 }
 
@@ -140,7 +135,7 @@ var notHealth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMe
 })
 
 func (s *Server) buildGRPC() error {
-	calls := &callLog{log: s.grpcLog}
+	calls := &callLog{log: s.log.Named("grpc")}
 	recoveryOpt := recovery.WithRecoveryHandlerContext(s.recovered)
 	// Streams come through the tap (tap.go), which admits them and bounds
 	// their number and duration. Then, read from the outside in: call info
@@ -151,10 +146,10 @@ func (s *Server) buildGRPC() error {
 		s.metrics.grpc.UnaryServerInterceptor(),
 		selector.UnaryServerInterceptor(calls.unary, notHealth),
 		recovery.UnaryServerInterceptor(recoveryOpt),
-		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.authenticate), isService),
+		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.svc.authenticate), isService),
 	}
 	opts := []grpc.ServerOption{
-		grpc.InTapHandle(s.tapHandle),
+		grpc.InTapHandle(s.admission.tapHandle),
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		grpc.InitialWindowSize(windowSize),
@@ -183,7 +178,7 @@ func (s *Server) buildGRPC() error {
 			s.metrics.grpc.StreamServerInterceptor(),
 			selector.StreamServerInterceptor(calls.stream, notHealth),
 			recovery.StreamServerInterceptor(recoveryOpt),
-			selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.authenticate), isService),
+			selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.svc.authenticate), isService),
 		),
 	}
 	if t := s.cfg.GRPC.TLS; t != nil {
@@ -197,7 +192,7 @@ func (s *Server) buildGRPC() error {
 		opts = append(opts, grpc.StatsHandler(s.opts.StatsHandler))
 	}
 	s.grpc = grpc.NewServer(opts...)
-	usersigv1.RegisterUserSigServiceServer(s.grpc, &service{s: s})
+	usersigv1.RegisterUserSigServiceServer(s.grpc, s.svc)
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(usersigv1.UserSigService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -212,11 +207,11 @@ func (s *Server) buildGRPC() error {
 // serverTLS loads the certificate, which it reloads when its files change
 // (tlscert.go), and, for mutual TLS, the client CAs.
 func (s *Server) serverTLS(t *TLSConfig) (*tls.Config, error) {
-	certs, err := newCertReloader(t, s.cfg.Reload.Interval.d, s.configLog)
+	certs, err := newCertReloader(t, s.cfg.Reload.Interval.d, s.log.Named("config"))
 	if err != nil {
 		return nil, err
 	}
-	s.certs = certs
+	s.reloader.certs = certs
 	tc := &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12}
 	if t.ClientCAFile != "" {
 		pem, err := os.ReadFile(t.ClientCAFile)
@@ -350,7 +345,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	if s.opts.ConfigPath != "" && s.cfg.Reload.Interval.d > 0 {
-		go s.watch(watchCtx, s.cfg.Reload.Interval.d)
+		go s.reloader.watch(watchCtx, s.cfg.Reload.Interval.d)
 	}
 	select {
 	case <-ctx.Done():
@@ -401,3 +396,8 @@ func (s *Server) drain() error {
 	}
 	return err
 }
+
+// Reload reads the config file and the key files again and puts them in
+// force at once. A config that fails validation is rejected, with one log
+// line per problem, and the one in force stays.
+func (s *Server) Reload() error { return s.reloader.reload() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,24 +18,30 @@ import (
 
 var _ usersigv1.UserSigServiceServer = (*service)(nil)
 
-// service implements UserSigService. Authentication, the caller's rate
-// and the method check have run before a handler is called.
+// service implements UserSigService, and authenticates its calls
+// (auth.go). It owns what a call needs: the policy in force, which the
+// reloader swaps, the clock tickets are minted at, the metrics and a log
+// for what should never happen. Authentication, the caller's rate and the
+// method check have run before a handler is called.
 type service struct {
 	usersigv1.UnimplementedUserSigServiceServer
-	s *Server
+	policy  *atomic.Pointer[policy]
+	clock   func() time.Time
+	metrics *metrics
+	log     *zap.Logger
 }
 
 func (h *service) GenerateUserSig(ctx context.Context, req *usersigv1.GenerateUserSigRequest) (*usersigv1.GenerateUserSigResponse, error) {
 	ci := callInfoFrom(ctx)
-	a, ttl, err := h.s.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
+	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
 	if err != nil {
 		return nil, err
 	}
-	is, err := a.keys[0].UserSig(a.id, req.GetUserId(), ttl, h.s.clock())
+	is, err := a.keys[0].UserSig(a.id, req.GetUserId(), ttl, h.clock())
 	if err != nil {
-		return nil, fromSigner(err)
+		return nil, h.fromSigner(err)
 	}
-	h.s.issued(ci, a, kindUserSig, req.GetUserId(), ttl)
+	h.issued(ci, a, kindUserSig, req.GetUserId(), ttl)
 	r := new(struct {
 		usersigv1.GenerateUserSigResponse
 		times issueTimes
@@ -54,21 +61,21 @@ func (t *issueTimes) set(is signer.Issued) (issue, expire *timestamppb.Timestamp
 
 func (h *service) VerifyUserSig(ctx context.Context, req *usersigv1.VerifyUserSigRequest) (*usersigv1.VerifyUserSigResponse, error) {
 	ci := callInfoFrom(ctx)
-	a, err := h.s.appFor(ci, req.GetSdkAppId())
+	a, err := h.appFor(ci, req.GetSdkAppId())
 	if err != nil {
 		return nil, err
 	}
-	if err := h.s.checkUserID(ci, req.GetUserId()); err != nil {
+	if err := h.checkUserID(ci, req.GetUserId()); err != nil {
 		return nil, err
 	}
-	r := signer.Verify(req.GetUserSig(), a.id, req.GetUserId(), a.keys, h.s.clock())
+	r := signer.Verify(req.GetUserSig(), a.id, req.GetUserId(), a.keys, h.clock())
 	a.verified[r.Status].Inc()
 	return convert.VerifyResponse(r, a.keyIDs), nil
 }
 
 func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.GeneratePrivateMapKeyRequest) (*usersigv1.GeneratePrivateMapKeyResponse, error) {
 	ci := callInfoFrom(ctx)
-	a, ttl, err := h.s.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
+	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
 	if err != nil {
 		return nil, err
 	}
@@ -81,20 +88,20 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 		room.ID = r.RoomId
 	case *usersigv1.GeneratePrivateMapKeyRequest_RoomStr:
 		if err := signer.ValidateRoomStr(r.RoomStr); err != nil {
-			return nil, fromSigner(err)
+			return nil, h.fromSigner(err)
 		}
 		room.Str = r.RoomStr
 	default:
 		return nil, invalidArgument("room", signer.RuleRoomOneOf)
 	}
 	if err := signer.ValidatePrivilegeMap(req.GetPrivilegeMap()); err != nil {
-		return nil, fromSigner(err)
+		return nil, h.fromSigner(err)
 	}
-	is, err := a.keys[0].PrivateMapKey(a.id, req.GetUserId(), ttl, room, req.GetPrivilegeMap(), h.s.clock())
+	is, err := a.keys[0].PrivateMapKey(a.id, req.GetUserId(), ttl, room, req.GetPrivilegeMap(), h.clock())
 	if err != nil {
-		return nil, fromSigner(err)
+		return nil, h.fromSigner(err)
 	}
-	h.s.issued(ci, a, kindPrivateMapKey, req.GetUserId(), ttl)
+	h.issued(ci, a, kindPrivateMapKey, req.GetUserId(), ttl)
 	r := new(struct {
 		usersigv1.GeneratePrivateMapKeyResponse
 		times issueTimes
@@ -106,12 +113,12 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 
 // checkMint checks what both minting methods take: the app, the user id
 // and the lifetime.
-func (s *Server) checkMint(ci *callInfo, appID uint64, userID string, ttl *durationpb.Duration) (*app, time.Duration, error) {
-	a, err := s.appFor(ci, appID)
+func (h *service) checkMint(ci *callInfo, appID uint64, userID string, ttl *durationpb.Duration) (*app, time.Duration, error) {
+	a, err := h.appFor(ci, appID)
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := s.checkUserID(ci, userID); err != nil {
+	if err := h.checkUserID(ci, userID); err != nil {
 		return nil, 0, err
 	}
 	d, err := ttlFor(ci.caller, a, ttl)
@@ -122,7 +129,7 @@ func (s *Server) checkMint(ci *callInfo, appID uint64, userID string, ttl *durat
 // may not use it (checked first, so callers learn nothing of other apps),
 // NOT_FOUND when it may but the app is not configured. 0 names the one
 // app the caller may use, if there is exactly one.
-func (s *Server) appFor(ci *callInfo, id uint64) (*app, error) {
+func (h *service) appFor(ci *callInfo, id uint64) (*app, error) {
 	p, c := ci.policy, ci.caller
 	if id == 0 {
 		usable := p.usableApps(c)
@@ -132,7 +139,7 @@ func (s *Server) appFor(ci *callInfo, id uint64) (*app, error) {
 		return nil, invalidArgument("sdk_app_id", fmt.Sprintf("must be set: this caller may use %d apps", len(usable)))
 	}
 	if !c.mayUse(id) {
-		s.metrics.authFailure(authApp)
+		h.metrics.authFailure(authApp)
 		return nil, errAppDenied(c.name, id)
 	}
 	a := p.apps[id]
@@ -144,12 +151,12 @@ func (s *Server) appFor(ci *callInfo, id uint64) (*app, error) {
 
 // checkUserID validates the user id (INVALID_ARGUMENT), then holds it to
 // the caller's pattern (PERMISSION_DENIED).
-func (s *Server) checkUserID(ci *callInfo, userID string) error {
+func (h *service) checkUserID(ci *callInfo, userID string) error {
 	if err := signer.ValidateUserID(userID); err != nil {
-		return fromSigner(err)
+		return h.fromSigner(err)
 	}
 	if re := ci.caller.userIDPattern; re != nil && !re.MatchString(userID) {
-		s.metrics.authFailure(authUserID)
+		h.metrics.authFailure(authUserID)
 		return errUserIDPattern
 	}
 	return nil
@@ -182,19 +189,22 @@ func ttlFor(c *caller, a *app, d *durationpb.Duration) (time.Duration, error) {
 }
 
 // fromSigner turns the signer's rule errors into INVALID_ARGUMENT naming the
-// field; anything else would be our bug.
-func fromSigner(err error) error {
+// field. Anything else would be our bug: it is logged (the signer's errors
+// never hold a key, a ticket or the value they reject) and answered
+// INTERNAL with a constant message.
+func (h *service) fromSigner(err error) error {
 	var fe *signer.FieldError
 	if errors.As(err, &fe) {
 		return invalidArgument(fe.Field, fe.Rule)
 	}
+	h.log.Error("unexpected error from the signer", zap.String("error", err.Error()))
 	return errInternal
 }
 
 // issued records a minted ticket: the issued-tickets counter and one
 // audit line (never the ticket). The audit logger already holds the
-// caller, app, key id and kind (see Server.bind).
-func (s *Server) issued(ci *callInfo, a *app, kind ticketKind, userID string, ttl time.Duration) {
+// caller, app, key id and kind (see reloader.bind).
+func (h *service) issued(ci *callInfo, a *app, kind ticketKind, userID string, ttl time.Duration) {
 	is := &ci.caller.issued[a.id][kind]
 	is.count.Inc()
 	is.audit.Info("ticket issued", zap.String("user_id", userID), zap.Int64("ttl_seconds", int64(ttl/time.Second)))

@@ -96,8 +96,12 @@ func (a *admitted) end() {
 	a.cancel()
 }
 
-// admission is the state of the tap handle.
+// admission is the tap handle and what it needs: the policy in force to
+// identify callers, the slots, the call duration and its metrics.
 type admission struct {
+	policy           *atomic.Pointer[policy]
+	metrics          *metrics
+	maxCallDuration  time.Duration
 	calls, anonymous *slots
 	// streaming marks the streaming methods served, by full name.
 	streaming map[string]bool
@@ -150,10 +154,14 @@ var openServices = map[string]bool{
 	reflectionv1alpha.ServerReflection_ServiceDesc.ServiceName: true,
 }
 
-func newAdmission(maxCalls int, m *metrics, log *zap.Logger) *admission {
+func newAdmission(p *atomic.Pointer[policy], g GRPCConfig, m *metrics, log *zap.Logger) *admission {
+	maxCalls := g.MaxConcurrentCalls
 	a := &admission{
-		refusals:  refusalLog{log: log},
-		streaming: map[string]bool{},
+		policy:          p,
+		metrics:         m,
+		maxCallDuration: g.MaxCallDuration.d,
+		refusals:        refusalLog{log: log},
+		streaming:       map[string]bool{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_calls_refused_total",
 			Help: "Streams refused on arrival because the server was at a limit, by limit: max_concurrent_calls (callers) or max_anonymous_calls (health and reflection without credentials).",
@@ -185,9 +193,8 @@ func (a *admission) learn(srv *grpc.Server) {
 // tapHandle admits or refuses a stream from its headers (see above). It
 // runs on the connection's reader with the transport locked: it only
 // hashes a token and counts. The context it returns is the stream's.
-func (s *Server) tapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
-	a := s.admission
-	p := s.policy.Load()
+func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
+	p := a.policy.Load()
 	ci := &callInfo{}
 	sl := a.calls
 	c, reason, err := identify(ctx, p)
@@ -195,7 +202,7 @@ func (s *Server) tapHandle(ctx context.Context, info *tap.Info) (context.Context
 	case err == nil:
 		ci.policy, ci.caller = p, c
 	case !openServices[serviceOf(info.FullMethodName)]:
-		s.metrics.authFailure(reason)
+		a.metrics.authFailure(reason)
 		a.refusals.refused(ctx, reason)
 		return nil, err
 	default:
@@ -216,7 +223,7 @@ func (s *Server) tapHandle(ctx context.Context, info *tap.Info) (context.Context
 	var limit time.Duration
 	switch {
 	case !a.streaming[info.FullMethodName]:
-		limit = s.cfg.GRPC.MaxCallDuration.d
+		limit = a.maxCallDuration
 	case sl == a.anonymous:
 		limit = anonymousStreamDuration
 	}
