@@ -34,18 +34,15 @@ import (
 var version = "devel"
 
 // The garbage collector's settings unless GOGC or GOMEMLIMIT are set. Every
-// call allocates a few KiB in gRPC and its interceptors over a live heap of
-// a few MiB, and the default GOGC of 100 spends a third of the CPU
-// collecting it; 400 keeps the heap under 40 MiB at full load (see
-// docs/benchmarks.md). But it lets the heap grow to five times what is
-// live, and under overload or attack that is garbage by the hundred MiB: a
-// flood of streams refused on arrival leaves 20-30 MiB live but grew the
-// heap to 190 MiB under the old 192 MiB limit, past the Kubernetes pod's
-// 128 MiB. The soft limit of 64 MiB makes the collector work harder
-// instead; it is above the service's working set (under 40 MiB at full
-// load), and it is soft: a live heap above it is collected, not refused
-// (docs/benchmarks.md, "Stream attacks"). Containers with a memory limit
-// should set GOMEMLIMIT to about 85% of it.
+// call allocates a few KiB in gRPC and its interceptors over a small live
+// heap, and the default GOGC of 100 spends much of the CPU collecting it;
+// 400 does far less work. But it lets the heap grow to five times what is
+// live, and under overload or a flood of refused streams that garbage
+// would grow past a container's memory limit: the soft limit makes the
+// collector work harder instead. It sits above the service's working set,
+// and it is soft: a live heap above it is collected, never refused.
+// docs/benchmarks.md ("The service", "Stream attacks") has the figures.
+// Containers with a memory limit should set GOMEMLIMIT to about half of it.
 const (
 	gcPercent   = 400
 	memoryLimit = 64 << 20
