@@ -303,11 +303,6 @@ func (ts *testServer) as(token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 }
 
-// withAuth returns a context with a raw authorization value.
-func withAuth(value string) context.Context {
-	return metadata.AppendToOutgoingContext(context.Background(), "authorization", value)
-}
-
 func (ts *testServer) httpGet(path string) (int, string) {
 	ts.t.Helper()
 	resp, err := http.Get("http://" + ts.srv.HTTPAddr() + path)

@@ -155,9 +155,8 @@ func (s *Server) buildGRPC() error {
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),
 		grpc.ConnectionTimeout(connectionTimeout),
-		// A connection keeps a write buffer only while it writes, and reads
-		// through a small one: a request is well under a KiB.
-		grpc.SharedWriteBuffer(true),
+		// A connection reads through a small buffer: a request is well
+		// under a KiB. (grpc-go shares write buffers between connections.)
 		grpc.ReadBufferSize(readBufferSize),
 		// Workers keep their grown stacks; a goroutine per stream grows one
 		// on every call (see docs/benchmarks.md).
