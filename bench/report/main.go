@@ -71,7 +71,10 @@ func isBare(key string) bool {
 	return slices.ContainsFunc(bareRPCs, func(d rpcDef) bool { return d.key == key })
 }
 
-const userSigService = "usersig.v1.UserSigService"
+const (
+	userSigService = "usersig.v1.UserSigService"
+	healthService  = "grpc.health.v1.Health"
+)
 
 func main() {
 	work := flag.String("work", "", "run.sh's working directory")
@@ -144,24 +147,52 @@ type ghzReport struct {
 
 func ms(ns int64) float64 { return float64(ns) / 1e6 }
 
+// run reports on what run.sh collected in work: it prints the table to w,
+// writes results.json and the trimmed ghz reports to out, and says whether
+// the run is valid.
 func run(work, out, mode string, w io.Writer) (bool, error) {
-	meta, err := readTSVMap(filepath.Join(work, "meta.tsv"))
-	if err != nil {
-		return false, err
-	}
-	rss, err := readTSVMap(filepath.Join(work, "rss.tsv"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, err
-	}
-	runs, err := readRuns(work)
+	res, err := report(work, mode)
 	if err != nil {
 		return false, err
 	}
 	if err := os.MkdirAll(filepath.Join(out, "raw"), 0o755); err != nil {
 		return false, err
 	}
+	for _, r := range res.Runs {
+		trimRaw(work, out, r.Raw)
+	}
+
+	printTable(w, res)
+
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return false, err
+	}
+	path := filepath.Join(out, "results.json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return false, err
+	}
+	fmt.Fprintf(w, "\nAll figures, per-run details and the exact commands: %s\n", path)
+	return res.OK, nil
+}
+
+// report reads what run.sh collected in work and runs the checks: the
+// run is valid when res.Problems is empty.
+func report(work, mode string) (Results, error) {
+	meta, err := readTSVMap(filepath.Join(work, "meta.tsv"))
+	if err != nil {
+		return Results{}, err
+	}
+	rss, err := readTSVMap(filepath.Join(work, "rss.tsv"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Results{}, err
+	}
+	runs, err := readRuns(work)
+	if err != nil {
+		return Results{}, err
+	}
 	for i := range runs {
-		loadRun(work, out, &runs[i])
+		loadRun(work, &runs[i])
 	}
 
 	res := Results{
@@ -192,19 +223,7 @@ func run(work, out, mode string, w io.Writer) (bool, error) {
 	if start, err := strconv.ParseFloat(meta["start_epoch"], 64); err == nil {
 		res.DurationSeconds = math.Round(float64(time.Now().UnixNano())/1e9 - start) // up to the report
 	}
-
-	printTable(w, res)
-
-	b, err := json.MarshalIndent(res, "", "  ")
-	if err != nil {
-		return false, err
-	}
-	path := filepath.Join(out, "results.json")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return false, err
-	}
-	fmt.Fprintf(w, "\nAll figures, per-run details and the exact commands: %s\n", path)
-	return res.OK, nil
+	return res, nil
 }
 
 // Results is results.json.
@@ -307,9 +326,8 @@ func readRuns(work string) ([]Run, error) {
 	return runs, sc.Err()
 }
 
-// loadRun reads a run's ghz report, fills in its figures and problem, and
-// writes the report without its per-request details to out/raw.
-func loadRun(work, out string, r *Run) {
+// loadRun reads a run's ghz report and fills in its figures and problem.
+func loadRun(work string, r *Run) {
 	b, err := os.ReadFile(filepath.Join(work, "raw", r.Raw))
 	if err != nil || len(bytes.TrimSpace(b)) == 0 {
 		r.Problem = fmt.Sprintf("ghz exited %d and wrote no report", r.GhzExit)
@@ -319,13 +337,6 @@ func loadRun(work, out string, r *Run) {
 	if err := json.Unmarshal(b, &g); err != nil {
 		r.Problem = fmt.Sprintf("ghz exited %d; its report does not parse: %v", r.GhzExit, err)
 		return
-	}
-	var full map[string]json.RawMessage
-	if json.Unmarshal(b, &full) == nil {
-		delete(full, "details")
-		if trimmed, err := json.MarshalIndent(full, "", "  "); err == nil {
-			os.WriteFile(filepath.Join(out, "raw", r.Raw), append(trimmed, '\n'), 0o644)
-		}
 	}
 	r.EndReason, r.Count, r.RPS = g.EndReason, g.Count, g.RPS
 	if g.Count > 0 {
@@ -364,6 +375,22 @@ func loadRun(work, out string, r *Run) {
 		p = append(p, fmt.Sprintf("%d calls errored: %s", r.Errors, codes(g.StatusCodeDistribution)))
 	}
 	r.Problem = strings.Join(p, "; ")
+}
+
+// trimRaw writes a run's ghz report without its per-request details to
+// out/raw; a report that is missing or does not parse is left out.
+func trimRaw(work, out, name string) {
+	b, err := os.ReadFile(filepath.Join(work, "raw", name))
+	if err != nil {
+		return
+	}
+	var full map[string]json.RawMessage
+	if json.Unmarshal(b, &full) == nil {
+		delete(full, "details")
+		if trimmed, err := json.MarshalIndent(full, "", "  "); err == nil {
+			os.WriteFile(filepath.Join(out, "raw", name), append(trimmed, '\n'), 0o644)
+		}
+	}
 }
 
 func codes(m map[string]int) string {
@@ -698,15 +725,16 @@ func checks(runs []Run, meta map[string]string, work string) []Check {
 		wantCalls += calls[rp.method]
 	}
 	wantAudit = ok["usersig.v1.UserSigService/GenerateUserSig"] + ok["usersig.v1.UserSigService/GeneratePrivateMapKey"]
-	gotCalls, gotAudit, gotHealth, bad, err := countLog(filepath.Join(work, "server.log"))
+	got, err := countLog(filepath.Join(work, "server.log"))
 	if err != nil {
 		out = append(out, Check{"server log", false, err.Error()})
 	} else {
 		out = append(out,
-			Check{"call log lines", gotCalls == wantCalls, fmt.Sprintf("%d \"finished call\" lines for UserSigService, %d calls made", gotCalls, wantCalls)},
-			Check{"audit log lines", gotAudit == wantAudit, fmt.Sprintf("%d \"ticket issued\" lines, %d tickets minted", gotAudit, wantAudit)},
-			Check{"health checks not logged", gotHealth == 0, fmt.Sprintf("%d call lines for grpc.health.v1.Health", gotHealth)},
-			Check{"no warnings or errors in the server log", bad == 0, fmt.Sprintf("%d lines at warn level or above", bad)},
+			Check{"call log lines", got.calls == wantCalls, fmt.Sprintf("%d \"finished call\" lines for UserSigService, %d calls made", got.calls, wantCalls)},
+			Check{"audit log lines", got.audit == wantAudit, fmt.Sprintf("%d \"ticket issued\" lines, %d tickets minted", got.audit, wantAudit)},
+			Check{"health checks not logged", got.health == 0, fmt.Sprintf("%d call lines for %s", got.health, healthService)},
+			Check{"no warnings or errors in the server log", got.bad == 0 && got.notJSON == 0,
+				fmt.Sprintf("%d lines at warn level or above, %d lines that are not JSON", got.bad, got.notJSON)},
 		)
 	}
 
@@ -749,54 +777,56 @@ func checks(runs []Run, meta map[string]string, work string) []Check {
 	return out
 }
 
-// countLog counts the server log's call lines for UserSigService and for
-// health, its audit lines, and its lines at warn level or above.
-func countLog(path string) (calls, audit, health, bad int, err error) {
+// logLine is what the checks read of one line of the server's log, which
+// zap writes as one JSON object a line.
+type logLine struct {
+	Level   string `json:"level"`
+	Logger  string `json:"logger"`
+	Msg     string `json:"msg"`
+	Service string `json:"grpc.service"`
+}
+
+// logCounts is what the server's log says happened.
+type logCounts struct {
+	calls   int // "finished call" lines for UserSigService
+	health  int // "finished call" lines for the health service
+	audit   int // "ticket issued" lines of the audit logger
+	bad     int // lines at warn level or above
+	notJSON int // lines that are no log line: a panic, a runtime error
+}
+
+// countLog reads the server's log line by line.
+func countLog(path string) (logCounts, error) {
+	var c logCounts
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return c, err
 	}
 	defer f.Close()
-	var (
-		finished = []byte(`"msg":"finished call"`)
-		svc      = []byte(`"grpc.service":"` + userSigService + `"`)
-		hsvc     = []byte(`"grpc.service":"grpc.health.v1.Health"`)
-		issued   = []byte(`"logger":"audit","msg":"ticket issued"`)
-		info     = []byte(`{"level":"info"`)
-		debug    = []byte(`{"level":"debug"`)
-	)
-	r := bufio.NewReaderSize(f, 1<<20)
-	for {
-		line, err := r.ReadSlice('\n')
-		if len(line) > 0 {
-			switch {
-			case bytes.Contains(line, finished):
-				if bytes.Contains(line, svc) {
-					calls++
-				} else if bytes.Contains(line, hsvc) {
-					health++
-				}
-			case bytes.Contains(line, issued):
-				audit++
-			}
-			if !bytes.HasPrefix(line, info) && !bytes.HasPrefix(line, debug) {
-				bad++
-			}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for sc.Scan() {
+		var l logLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			c.notJSON++
+			continue
 		}
-		if err == bufio.ErrBufferFull {
-			// A line longer than the buffer: the rest of it follows; it is
-			// not a call line of ours, so skip to its end.
-			for err == bufio.ErrBufferFull {
-				_, err = r.ReadSlice('\n')
-			}
+		switch {
+		case l.Msg == "finished call" && l.Service == userSigService:
+			c.calls++
+		case l.Msg == "finished call" && l.Service == healthService:
+			c.health++
+		case l.Logger == "audit" && l.Msg == "ticket issued":
+			c.audit++
 		}
-		if err == io.EOF {
-			return calls, audit, health, bad, nil
-		}
-		if err != nil {
-			return calls, audit, health, bad, err
+		if l.Level != "info" && l.Level != "debug" {
+			c.bad++
 		}
 	}
+	if err := sc.Err(); err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
 }
 
 var (

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The fixtures are run.sh working directories. testdata/pass is a small
+// valid run: usersigd's floor, GenerateUserSig, VerifyUserSig and
+// GeneratePrivateMapKey and the bare reference's two RPCs, 4 calls each,
+// one round, plus run.sh's two grpcurl calls and 2 idle connections, with
+// the server log and metrics those make. Every other directory holds only
+// the files that differ from it. The failing runs break the reference's
+// GenerateUserSig, which no check counts against the server, so that each
+// fixture fails for one reason only.
+func TestReport(t *testing.T) {
+	const bgen = "raw/main-bgen-r1-c2-k1.json"
+	for _, tc := range []struct {
+		name    string
+		overlay string   // a directory of testdata laid over testdata/pass
+		remove  []string // files removed from the result
+		want    []string // each problem of the report, as a substring, in order
+	}{
+		{name: "a valid run"},
+		{name: "a log with its keys in another order and spaces", overlay: "log-keys-reordered"},
+
+		{name: "ghz exited non-zero", overlay: "ghz-exited",
+			want: []string{"main bare GenerateUserSig round 1 (c=2, connections=1): ghz exited 1"}},
+		{name: "ghz stopped at the time bound", overlay: "ghz-timed-out",
+			want: []string{"bare GenerateUserSig round 1 (c=2, connections=1): ghz ran past the harness's time bound and was stopped (exit 124)"}},
+		{name: "ghz wrote no report", remove: []string{bgen},
+			want: []string{"bare GenerateUserSig round 1 (c=2, connections=1): ghz exited 0 and wrote no report"}},
+		{name: "ghz's report does not parse", overlay: "ghz-report-garbled",
+			want: []string{"bare GenerateUserSig round 1 (c=2, connections=1): ghz exited 0; its report does not parse"}},
+		{name: "ghz ended early", overlay: "ghz-ended-early",
+			want: []string{`bare GenerateUserSig round 1 (c=2, connections=1): ghz ended for "cancel", not "normal"`}},
+		{name: "fewer responses than requests", overlay: "ghz-responses-missing",
+			want: []string{"bare GenerateUserSig round 1 (c=2, connections=1): 3 responses of 4 requests"}},
+		{name: "calls errored", overlay: "ghz-calls-errored",
+			want: []string{"bare GenerateUserSig round 1 (c=2, connections=1): 1 calls errored: OK=3 Unavailable=1"}},
+
+		{name: "a call not logged", overlay: "log-call-missing",
+			want: []string{`check failed: call log lines: 13 "finished call" lines for UserSigService, 14 calls made`}},
+		{name: "a ticket not audited", overlay: "log-audit-missing",
+			want: []string{`check failed: audit log lines: 8 "ticket issued" lines, 9 tickets minted`}},
+		{name: "a health check logged", overlay: "log-health-logged",
+			want: []string{"check failed: health checks not logged: 1 call lines for grpc.health.v1.Health"}},
+		{name: "a warning in the log", overlay: "log-warning",
+			want: []string{"check failed: no warnings or errors in the server log: 1 lines at warn level or above, 0 lines that are not JSON"}},
+		{name: "a panic in the log", overlay: "log-not-json",
+			want: []string{"check failed: no warnings or errors in the server log: 0 lines at warn level or above, 3 lines that are not JSON"}},
+		{name: "no server log", remove: []string{"server.log"},
+			want: []string{"check failed: server log: open "}},
+
+		{name: "no handled counts in the metrics", overlay: "metrics-no-handled",
+			want: []string{"metrics.txt has no grpc_server_handled_total"}},
+		{name: "a ticket verified not valid", overlay: "metrics-ticket-not-valid",
+			want: []string{"check failed: every verified ticket valid: server verified 4 tickets VALID, 5 verify calls answered OK; not valid: EXPIRED=1"}},
+		{name: "the server answered an error", overlay: "metrics-server-error",
+			want: []string{"check failed: metrics GenerateUserSig: server handled 5 OK, clients saw 5 OK; server answered Internal=1"}},
+		{name: "the server counted fewer OK calls than clients saw", overlay: "metrics-ok-differs",
+			want: []string{"check failed: metrics GeneratePrivateMapKey: server handled 3 OK, clients saw 4 OK"}},
+		{name: "the idle connections were not held", overlay: "idleconns-not-held",
+			want: []string{"check failed: idle connections held: 2 connections opened, each with a health check (idleconns_ok=no)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			work := fixture(t, tc.overlay, tc.remove)
+			res, err := report(work, "smoke")
+			if err != nil {
+				t.Fatalf("report(%s) = %v, want no error", tc.name, err)
+			}
+			if res.OK != (len(tc.want) == 0) {
+				t.Errorf("report(%s).OK = %v, want %v", tc.name, res.OK, len(tc.want) == 0)
+			}
+			if len(res.Problems) != len(tc.want) {
+				t.Fatalf("report(%s) problems:\n%s\nwant %d:\n%s", tc.name, strings.Join(res.Problems, "\n"), len(tc.want), strings.Join(tc.want, "\n"))
+			}
+			for i, want := range tc.want {
+				if !strings.Contains(res.Problems[i], want) {
+					t.Errorf("report(%s) problem %d = %q, want it to contain %q", tc.name, i, res.Problems[i], want)
+				}
+			}
+		})
+	}
+}
+
+// TestRun checks what run.sh gets from a valid run: a table, results.json
+// and the ghz reports without their per-request details.
+func TestRun(t *testing.T) {
+	work, out := fixture(t, "", nil), t.TempDir()
+	var table bytes.Buffer
+	ok, err := run(work, out, "smoke", &table)
+	if !ok || err != nil {
+		t.Fatalf("run(testdata/pass) = %v, %v; want true, nil\n%s", ok, err, table.String())
+	}
+	if !strings.Contains(table.String(), "All 6 ghz runs completed with zero errors.") {
+		t.Errorf("run(testdata/pass) printed no verdict:\n%s", table.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		OK       bool     `json:"ok"`
+		Problems []string `json:"problems"`
+		Main     struct {
+			RPCs []struct {
+				RPC      string  `json:"rpc"`
+				RPSRatio float64 `json:"rps_ratio_to_floor"`
+			} `json:"rpcs"`
+		} `json:"main"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatalf("results.json does not parse: %v", err)
+	}
+	if !res.OK || len(res.Problems) != 0 || len(res.Main.RPCs) != len(rpcs) || res.Main.RPCs[1].RPSRatio != 1 {
+		t.Errorf("results.json = ok %v, problems %q, main table %+v; want ok, no problems, %d RPCs at the floor's rps", res.OK, res.Problems, res.Main.RPCs, len(rpcs))
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "raw", "main-gen-r1-c2-k1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(`"details"`)) || !bytes.Contains(raw, []byte(`"statusCodeDistribution"`)) {
+		t.Errorf("out/raw/main-gen-r1-c2-k1.json = %s; want the report without its details", raw)
+	}
+}
+
+// fixture lays testdata/overlay over a copy of testdata/pass and removes
+// the files named in remove; it returns the directory.
+func fixture(t *testing.T, overlay string, remove []string) string {
+	t.Helper()
+	dir := t.TempDir()
+	layers := []string{"pass"}
+	if overlay != "" {
+		layers = append(layers, overlay)
+	}
+	for _, layer := range layers {
+		src := filepath.Join("testdata", layer)
+		err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(src, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, rel), b, 0o644)
+		})
+		if err != nil {
+			t.Fatalf("fixture %s: %v", layer, err)
+		}
+	}
+	for _, name := range remove {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatalf("fixture: %v", err)
+		}
+	}
+	return dir
+}
