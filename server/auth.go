@@ -53,9 +53,11 @@ func (h *service) authenticate(ctx context.Context) (context.Context, error) {
 	if ci == nil { // the call-info interceptor always runs first
 		return nil, errInternal
 	}
-	c := ci.caller // identified by the tap from the same metadata
-	if c == nil {
-		p := h.policy.Load()
+	// The tap identified the caller from the same headers, under the
+	// policy then in force; a reload since (a caller removed, a token
+	// changed) means identifying it again under the one in force now.
+	c := ci.caller
+	if p := h.policy.Load(); c == nil || ci.policy != p {
 		var (
 			reason string
 			err    error

@@ -375,6 +375,7 @@ func (s *Server) drain() error {
 	s.log.Info("draining: not ready; still serving for shutdown.delay", zap.Duration("delay", delay), zap.Duration("timeout", timeout))
 	time.Sleep(delay)
 	s.log.Info("draining: refusing new calls, finishing those in flight")
+	s.admission.streams.drain() // a Watch would otherwise hold GracefulStop to the timeout
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

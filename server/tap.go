@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,42 +26,61 @@ import (
 // streams admitted here, so:
 //
 //   - a stream without credentials is refused here, for nothing, unless it
-//     calls health or reflection, which stay open;
-//   - admitted streams hold a slot until they end: callers' streams one of
-//     grpc.max_concurrent_calls, open streams without credentials one of
-//     maxAnonymousCalls, so a flood of either is refused with
-//     RESOURCE_EXHAUSTED rather than held in memory, and callers keep
-//     their health and reflection calls while anonymous ones are refused;
+//     calls health or reflection, which stay open; such a stream may carry
+//     at most maxAnonymousHeaderBytes of headers;
+//   - admitted streams hold a slot until they end, in one of four pools:
+//     callers' unary calls (grpc.max_concurrent_calls), unary calls without
+//     credentials (maxAnonymousCalls), and callers' and anonymous streaming
+//     calls, health Watch and reflection (maxStreamingCalls each). A flood
+//     is refused with RESOURCE_EXHAUSTED rather than held in memory, and
+//     fills only its own pool: callers keep their calls, health and
+//     reflection while anonymous ones are refused, and streams cannot take
+//     the slots of UserSigService calls;
 //   - every unary call, request included, must end within
 //     grpc.max_call_duration of its headers: a stream that sends headers
-//     and never its request is cancelled then and its slot freed.
+//     and never its request is cancelled then and its slot freed; an
+//     anonymous streaming call ends after anonymousStreamDuration;
+//   - when the server drains, streaming calls are ended and new ones
+//     refused, so that a Watch does not hold the drain to its timeout.
 //
-// The listener's other limits are in buildGRPC. docs/benchmarks.md has
-// what the stream attacks of issue 11 cost with and without them.
+// The listener's other limits are in buildGRPC and conns.go.
+// docs/benchmarks.md has what the stream attacks of issue 11 cost.
 const (
 	// maxHeaderListSize bounds a stream's headers, as HTTP/2 counts them
 	// (each field's name and value plus 32 bytes). A call needs a few
 	// hundred bytes; grpc-go decodes all of them before anything else
 	// sees the stream, and its default is 16 MiB.
 	maxHeaderListSize = 8 << 10
-	// maxAnonymousCalls bounds the health and reflection streams without
-	// credentials in flight at once.
+	// maxAnonymousHeaderBytes bounds, the same way, the headers of a call
+	// without credentials. A health check or a reflection call sends a few
+	// hundred bytes; grpc-go may keep a finished stream's headers until
+	// the client reads the answer, which a client that never reads
+	// delays to the connection's end.
+	maxAnonymousHeaderBytes = 2 << 10
+	// maxAnonymousCalls bounds the unary calls without credentials (health
+	// checks) in flight at once.
 	maxAnonymousCalls = 256
+	// maxStreamingCalls bounds the streaming calls (health Watch,
+	// reflection) in flight at once, for callers and for anonymous
+	// clients each.
+	maxStreamingCalls = 128
 	// anonymousStreamDuration ends a streaming call without credentials
 	// (a health Watch, a reflection session) after this long; clients
 	// reconnect. Callers' streams are bounded by the connection's age.
 	anonymousStreamDuration = time.Minute
 )
 
-// slots counts the streams of one class in flight against a limit.
+// slots counts the streams of one pool in flight against a limit.
 type slots struct {
 	n       atomic.Int64
 	limit   int64
+	refused string // the limit, as usersig_calls_refused_total names it
+	err     error  // what a refused stream is answered
 	release func() // n.Add(-1), made once: a method value per call would allocate
 }
 
-func newSlots(limit int64) *slots {
-	s := &slots{limit: limit}
+func newSlots(limit int64, refused string, err error) *slots {
+	s := &slots{limit: limit, refused: refused, err: err}
 	s.release = func() { s.n.Add(-1) }
 	return s
 }
@@ -79,30 +99,67 @@ func (s *slots) take() bool {
 // request that never came, a client that reset the stream), when grpc-go
 // cancels the stream's context.
 type admitted struct {
-	slots  *slots
-	stop   func() bool // stops the release registered with the context
-	cancel context.CancelFunc
+	release func()      // the slot's release, and for a stream leaving the set
+	stop    func() bool // stops the release registered with the context
+	cancel  context.CancelFunc
 }
 
 // end releases the slot and the deadline's timer; the interceptors call
 // it when the call is over.
 func (a *admitted) end() {
-	if a.slots == nil {
+	if a.release == nil {
 		return
 	}
 	if a.stop() {
-		a.slots.release()
+		a.release()
 	}
 	a.cancel()
 }
 
+// streamSet holds the streaming calls in flight, so that a drain can end
+// them.
+type streamSet struct {
+	mu       sync.Mutex
+	draining bool
+	m        map[*admitted]struct{}
+}
+
+// add registers a streaming call; false once the server drains.
+func (s *streamSet) add(a *admitted) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.m[a] = struct{}{}
+	return true
+}
+
+func (s *streamSet) remove(a *admitted) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, a)
+}
+
+// drain ends every streaming call in flight and refuses new ones.
+func (s *streamSet) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining = true
+	for a := range s.m {
+		a.cancel()
+	}
+}
+
 // admission is the tap handle and what it needs: the policy in force to
-// identify callers, the slots, the call duration and its metrics.
+// identify callers, the pools, the call duration and its metrics.
 type admission struct {
-	policy           *atomic.Pointer[policy]
-	metrics          *metrics
-	maxCallDuration  time.Duration
-	calls, anonymous *slots
+	policy          *atomic.Pointer[policy]
+	metrics         *metrics
+	maxCallDuration time.Duration
+	// The pools, by [anonymous][streaming].
+	pools   [2][2]*slots
+	streams streamSet
 	// streaming marks the streaming methods served, by full name.
 	streaming map[string]bool
 	refused   *prometheus.CounterVec
@@ -140,12 +197,22 @@ func (l *refusalLog) refused(ctx context.Context, reason string) {
 // streams refused for their credentials are counted in
 // usersig_auth_failures_total instead.
 const (
-	refusedMaxCalls     = "max_concurrent_calls"
-	refusedMaxAnonymous = "max_anonymous_calls"
+	refusedMaxCalls         = "max_concurrent_calls"
+	refusedMaxAnonymous     = "max_anonymous_calls"
+	refusedMaxStreaming     = "max_streaming_calls"
+	refusedAnonymousHeaders = "anonymous_header_size"
+	refusedDraining         = "draining"
 )
 
-var errAnonymousOverloaded = status.Error(codes.ResourceExhausted,
-	"the server is at its limit of calls without credentials; retry with backoff, or send your credentials")
+var (
+	errAnonymousOverloaded = status.Error(codes.ResourceExhausted,
+		"the server is at its limit of calls without credentials; retry with backoff, or send your credentials")
+	errStreamsOverloaded = status.Error(codes.ResourceExhausted,
+		"the server is at its limit of streaming calls (health Watch, reflection); retry with backoff")
+	errAnonymousHeaders = status.Error(codes.ResourceExhausted,
+		"a call without credentials may carry at most 2 KiB of headers")
+	errDraining = status.Error(codes.Unavailable, "the server is shutting down; reconnect")
+)
 
 // openServices need no credentials.
 var openServices = map[string]bool{
@@ -155,29 +222,35 @@ var openServices = map[string]bool{
 }
 
 func newAdmission(p *atomic.Pointer[policy], g GRPCConfig, m *metrics, log *zap.Logger) *admission {
-	maxCalls := g.MaxConcurrentCalls
 	a := &admission{
 		policy:          p,
 		metrics:         m,
 		maxCallDuration: g.MaxCallDuration.d,
 		refusals:        refusalLog{log: log},
+		streams:         streamSet{m: map[*admitted]struct{}{}},
 		streaming:       map[string]bool{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_calls_refused_total",
-			Help: "Streams refused on arrival because the server was at a limit, by limit: max_concurrent_calls (callers) or max_anonymous_calls (health and reflection without credentials).",
+			Help: "Streams refused on arrival for a limit: max_concurrent_calls (callers' calls), max_anonymous_calls (health checks without credentials), max_streaming_calls (health Watch and reflection), anonymous_header_size, draining.",
 		}, []string{"limit"}),
 	}
-	a.calls, a.anonymous = newSlots(int64(maxCalls)), newSlots(maxAnonymousCalls)
+	a.pools = [2][2]*slots{
+		{newSlots(int64(g.MaxConcurrentCalls), refusedMaxCalls, errOverloaded), newSlots(maxStreamingCalls, refusedMaxStreaming, errStreamsOverloaded)},
+		{newSlots(maxAnonymousCalls, refusedMaxAnonymous, errAnonymousOverloaded), newSlots(maxStreamingCalls, refusedMaxStreaming, errStreamsOverloaded)},
+	}
 	inFlight := func(class string, sl *slots) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "usersig_calls_in_flight",
-			Help:        "Streams admitted and not yet ended, by class: caller (counted against grpc.max_concurrent_calls) or anonymous (health and reflection without credentials).",
+			Help:        "Streams admitted and not yet ended, by pool: caller (callers' unary calls, against grpc.max_concurrent_calls), anonymous (health checks without credentials), caller_stream and anonymous_stream (health Watch and reflection).",
 			ConstLabels: prometheus.Labels{"class": class},
 		}, func() float64 { return float64(sl.n.Load()) })
 	}
-	m.registry.MustRegister(a.refused, inFlight("caller", a.calls), inFlight("anonymous", a.anonymous))
-	a.refused.WithLabelValues(refusedMaxCalls)
-	a.refused.WithLabelValues(refusedMaxAnonymous)
+	m.registry.MustRegister(a.refused,
+		inFlight("caller", a.pools[0][0]), inFlight("caller_stream", a.pools[0][1]),
+		inFlight("anonymous", a.pools[1][0]), inFlight("anonymous_stream", a.pools[1][1]))
+	for _, r := range []string{refusedMaxCalls, refusedMaxAnonymous, refusedMaxStreaming, refusedAnonymousHeaders, refusedDraining} {
+		a.refused.WithLabelValues(r)
+	}
 	return a
 }
 
@@ -196,7 +269,7 @@ func (a *admission) learn(srv *grpc.Server) {
 func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
 	p := a.policy.Load()
 	ci := &callInfo{}
-	sl := a.calls
+	anonymous := 0
 	c, reason, err := identify(ctx, p)
 	switch {
 	case err == nil:
@@ -205,39 +278,75 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 		a.metrics.authFailure(reason)
 		a.refusals.refused(ctx, reason)
 		return nil, err
+	case headerBytes(info.Header) > maxAnonymousHeaderBytes:
+		return nil, a.refuse(ctx, refusedAnonymousHeaders, errAnonymousHeaders)
 	default:
 		// Health and reflection need no credentials; wrong ones make the
 		// call anonymous, not refused.
-		sl = a.anonymous
+		anonymous = 1
 	}
+	streaming := a.streaming[info.FullMethodName]
+	streamingIdx := 0
+	if streaming {
+		streamingIdx = 1
+	}
+	sl := a.pools[anonymous][streamingIdx]
 	if !sl.take() {
-		if sl == a.calls {
-			a.refused.WithLabelValues(refusedMaxCalls).Inc()
-			a.refusals.refused(ctx, refusedMaxCalls)
-			return nil, errOverloaded
-		}
-		a.refused.WithLabelValues(refusedMaxAnonymous).Inc()
-		a.refusals.refused(ctx, refusedMaxAnonymous)
-		return nil, errAnonymousOverloaded
+		return nil, a.refuse(ctx, sl.refused, sl.err)
 	}
 	var limit time.Duration
 	switch {
-	case !a.streaming[info.FullMethodName]:
+	case !streaming:
 		limit = a.maxCallDuration
-	case sl == a.anonymous:
+	case anonymous == 1:
 		limit = anonymousStreamDuration
 	}
 	// grpc-go cancels a stream's context when the stream ends, and a
 	// deadline set here ends the stream.
 	ad := &ci.admitted
-	ad.slots, ad.cancel = sl, noCancel
-	ad.stop = context.AfterFunc(ctx, sl.release)
+	ad.release, ad.cancel = sl.release, noCancel
+	derived := false
 	if d := time.Now().Add(limit); limit > 0 {
 		if cur, ok := ctx.Deadline(); !ok || cur.After(d) {
 			ctx, ad.cancel = context.WithDeadline(ctx, d)
+			derived = true
 		}
 	}
+	if streaming {
+		// Streams are few: a cancelable context and a closure each is fine.
+		if !derived {
+			ctx, ad.cancel = context.WithCancel(ctx)
+		}
+		if !a.streams.add(ad) {
+			ad.cancel()
+			sl.release()
+			return nil, a.refuse(ctx, refusedDraining, errDraining)
+		}
+		ad.release = func() {
+			a.streams.remove(ad)
+			sl.release()
+		}
+	}
+	ad.stop = context.AfterFunc(ctx, ad.release)
 	return context.WithValue(ctx, callInfoKey{}, ci), nil
+}
+
+// refuse counts and logs a stream refused for a limit.
+func (a *admission) refuse(ctx context.Context, limit string, err error) error {
+	a.refused.WithLabelValues(limit).Inc()
+	a.refusals.refused(ctx, limit)
+	return err
+}
+
+// headerBytes is the size of a stream's headers as HTTP/2 counts it.
+func headerBytes(md map[string][]string) int {
+	n := 0
+	for k, vs := range md {
+		for _, v := range vs {
+			n += len(k) + len(v) + 32
+		}
+	}
+	return n
 }
 
 func noCancel() {}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -70,7 +71,9 @@ func TestTapRefusesWithoutCredentials(t *testing.T) {
 	// their requests.
 	ts.holdStreams(3, "/grpc.health.v1.Health/Check", "")
 	ts.holdStreams(2, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "Bearer not-a-token-of-anyone")
-	waitFor(t, "5 anonymous streams in flight", func() bool { return ts.metric(`usersig_calls_in_flight{class="anonymous"}`) == "5" })
+	waitFor(t, "3 anonymous calls and 2 anonymous streams in flight", func() bool {
+		return ts.metric(`usersig_calls_in_flight{class="anonymous"}`) == "3" && ts.metric(`usersig_calls_in_flight{class="anonymous_stream"}`) == "2"
+	})
 }
 
 // TestTapLimits: with grpc.max_concurrent_calls 3 and a 500ms
@@ -116,13 +119,17 @@ func TestTapLimits(t *testing.T) {
 }
 
 // TestTapAnonymousLimit: stalled health checks without credentials take
-// every anonymous slot (256); then an anonymous health check is refused
-// with RESOURCE_EXHAUSTED, while a caller's health check and calls go on.
+// every anonymous slot (256), and stalled anonymous Watch streams every
+// anonymous streaming slot (128); then anonymous ones are refused with
+// RESOURCE_EXHAUSTED, while a caller's health checks, Watch and calls go
+// on. A call without credentials may not carry more than 2 KiB of headers.
 func TestTapAnonymousLimit(t *testing.T) {
 	ts := startServer(t, fixtureConfig)
-	ts.holdStreams(200, "/grpc.health.v1.Health/Check", "")
-	ts.holdStreams(56, "/grpc.health.v1.Health/Watch", "")
-	waitFor(t, "256 anonymous streams in flight", func() bool { return ts.metric(`usersig_calls_in_flight{class="anonymous"}`) == "256" })
+	ts.holdStreams(256, "/grpc.health.v1.Health/Check", "")
+	ts.holdStreams(128, "/grpc.health.v1.Health/Watch", "")
+	waitFor(t, "256 anonymous calls and 128 anonymous streams in flight", func() bool {
+		return ts.metric(`usersig_calls_in_flight{class="anonymous"}`) == "256" && ts.metric(`usersig_calls_in_flight{class="anonymous_stream"}`) == "128"
+	})
 
 	health := healthpb.NewHealthClient(ts.conn)
 	_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
@@ -132,11 +139,102 @@ func TestTapAnonymousLimit(t *testing.T) {
 	if got := ts.metric(`usersig_calls_refused_total{limit="max_anonymous_calls"}`); got != "1" {
 		t.Errorf("usersig_calls_refused_total{limit=max_anonymous_calls} = %q, want 1", got)
 	}
+	watch := func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		w, err := health.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil {
+			_, err = w.Recv()
+		}
+		return err
+	}
+	if err := watch(context.Background()); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "streaming calls") {
+		t.Errorf("an anonymous Watch with every anonymous streaming slot held: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if err := watch(ts.as(tokOps)); err != nil {
+		t.Errorf("a caller's Watch: %v", err)
+	}
 	if _, err := health.Check(ts.as(tokOps), &healthpb.HealthCheckRequest{}); err != nil {
 		t.Errorf("a caller's health check: %v", err)
 	}
 	if _, err := ts.client.GenerateUserSig(ts.as(tokBackend), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u1"}); err != nil {
 		t.Errorf("a caller's call: %v", err)
+	}
+	big := metadata.AppendToOutgoingContext(context.Background(), "x-pad", strings.Repeat("p", 3<<10))
+	if _, err := health.Check(big, &healthpb.HealthCheckRequest{}); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "2 KiB of headers") {
+		t.Errorf("an anonymous health check with 3 KiB of headers: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	big = metadata.AppendToOutgoingContext(ts.as(tokOps), "x-pad", strings.Repeat("p", 3<<10))
+	if _, err := health.Check(big, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Errorf("a caller's health check with 3 KiB of headers: %v", err)
+	}
+}
+
+// TestTapCallerStreams: callers' streaming calls (reflection, Watch) have
+// their own slots, so holding every one of them leaves UserSigService
+// calls alone.
+func TestTapCallerStreams(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	ts.holdStreams(128, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "Bearer "+tokOps)
+	waitFor(t, "128 caller streams in flight", func() bool { return ts.metric(`usersig_calls_in_flight{class="caller_stream"}`) == "128" })
+	if _, err := ts.client.GenerateUserSig(ts.as(tokBackend), &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u1"}); err != nil {
+		t.Errorf("a call while every caller streaming slot is held: %v", err)
+	}
+	if got := ts.metric(`usersig_calls_in_flight{class="caller"}`); got != "0" {
+		t.Errorf("caller slots held: %s, want 0", got)
+	}
+}
+
+// TestDrainEndsStreams: a health Watch open when the server drains is
+// ended, so the drain does not wait for shutdown.timeout.
+func TestDrainEndsStreams(t *testing.T) {
+	config := strings.Replace(fixtureConfig, "reload:", "shutdown: {delay: 0s, timeout: 20s}\nreload:", 1)
+	ts := startServer(t, config)
+	w, err := healthpb.NewHealthClient(ts.conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	ts.cancel() // what SIGTERM does
+	select {
+	case err := <-ts.done:
+		if err != nil {
+			t.Errorf("Serve: %v, want a clean drain", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the drain waited on the Watch")
+	}
+	ts.cancel = nil
+}
+
+// TestRevokedCallerOnOpenStream: a stream opened by a caller that a
+// reload then removes is not served when its request arrives: the caller
+// is identified again under the policy in force.
+func TestRevokedCallerOnOpenStream(t *testing.T) {
+	noWatch := strings.Replace(fixtureConfig, "interval: 50ms", "interval: 0s", 1)
+	ts := startServer(t, noWatch)
+	ctx, cancel := context.WithTimeout(ts.as(tokWeb), 10*time.Second)
+	defer cancel()
+	st, err := ts.conn.NewStream(ctx, &grpc.StreamDesc{}, usersigv1.UserSigService_GenerateUserSig_FullMethodName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the stream to be admitted", func() bool { return ts.metric(`usersig_calls_in_flight{class="caller"}`) == "1" })
+	i := strings.Index(noWatch, "  - name: web")
+	j := strings.Index(noWatch, "  - name: ops")
+	ts.writeConfig(noWatch[:i] + noWatch[j:])
+	if err := ts.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SendMsg(&usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u_1"}); err != nil {
+		t.Fatal(err)
+	}
+	st.CloseSend()
+	err = st.RecvMsg(&usersigv1.GenerateUserSigResponse{})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("a request on a stream opened before its caller was removed: %v, want UNAUTHENTICATED", err)
 	}
 }
 
