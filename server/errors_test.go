@@ -119,6 +119,7 @@ func TestErrorsAndHostileInput(t *testing.T) {
 		{name: "empty ticket", auth: bearer(tokBackend), req: ticket(""), wantStatus: malformed},
 		{name: "3 MB ticket", auth: bearer(tokBackend), req: ticket(strings.Repeat("eJw", 1<<20)), wantCode: codes.ResourceExhausted},
 		{name: "17 KiB ticket", auth: bearer(tokBackend), req: ticket(strings.Repeat("A", 17<<10)), wantStatus: malformed},
+		{name: "21 KiB request", auth: bearer(tokBackend), req: ticket(strings.Repeat("A", 21<<10)), wantCode: codes.ResourceExhausted},
 		{name: "not base64", auth: bearer(tokBackend), req: ticket("this is not a ticket!"), wantStatus: malformed},
 		{name: "standard base64", auth: bearer(tokBackend), req: ticket(base64.StdEncoding.EncodeToString([]byte("hello, world"))), wantStatus: malformed},
 		{name: "base64 of non-zlib", auth: bearer(tokBackend), req: ticket(ticketB64([]byte("hello, world, not zlib at all"))), wantStatus: malformed},

