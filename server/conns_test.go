@@ -96,7 +96,11 @@ func TestConnLimitPerSource(t *testing.T) {
 		t.Error("a third connection from one source was not refused")
 	}
 	a.Close()
-	waitUntil(t, func() bool { l.mu.RLock(); defer l.mu.RUnlock(); return l.bySource[addrPort(b.LocalAddr()).Addr()] == 2 || len(l.byAddr) <= 2 })
+	waitUntil(t, func() bool {
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+		return l.bySource[addrPort(b.LocalAddr()).Addr()] == 2 || len(l.byAddr) <= 2
+	})
 	if closedByServer(b) {
 		t.Error("the second connection was closed")
 	}
