@@ -133,8 +133,10 @@ func (c *checker) settings(cfg *Config) {
 		c.tlsFile("grpc.tls.client_ca_file", t.ClientCAFile, false)
 	}
 	c.duration("grpc.max_call_duration", &cfg.GRPC.MaxCallDuration, DefaultMaxCallDuration)
-	if cfg.GRPC.MaxCallDuration.d < time.Millisecond {
-		c.addf("grpc.max_call_duration", "must be at least 1ms")
+	// Below 100ms a deadline could pass between the tap setting it and
+	// grpc-go admitting the stream, which then never frees its slot.
+	if cfg.GRPC.MaxCallDuration.d < 100*time.Millisecond {
+		c.addf("grpc.max_call_duration", "must be at least 100ms")
 	}
 	switch n := cfg.GRPC.MaxConcurrentCalls; {
 	case n == 0:
