@@ -70,7 +70,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown caller key", nil, minimalApps + minimalCaller + "    rates: {per_second: 1}\n",
 			[]string{`unknown key "rates" in a caller`}},
 		{"empty file", nil, "", []string{"the file is empty"}},
-		{"max_call_duration too short", nil, "grpc: {max_call_duration: 50ms}\n" + minimalApps + minimalCaller,
+		{"max_call_duration too short", map[string]string{"key": key}, "grpc: {max_call_duration: 50ms}\n" + minimalApps + minimalCaller,
 			[]string{"grpc.max_call_duration: must be at least 100ms"}},
 		{"not yaml", nil, "apps: [", []string{"did not find expected node content"}},
 		{"missing key file", map[string]string{}, minimalApps + minimalCaller,
