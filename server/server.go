@@ -42,8 +42,7 @@ const (
 	maxConnectionAgeGrace = 30 * time.Second
 	// maxStreamsPerConn bounds the calls in flight on one connection, and
 	// so the finished streams grpc-go keeps while a client that never
-	// reads holds their answers (issue 11's review: 256 let 100
-	// connections take 128 MiB).
+	// reads holds their answers (docs/benchmarks.md, "Stream attacks").
 	maxStreamsPerConn = 32
 	// windowSize is each stream's and each connection's HTTP/2 receive
 	// window. Set, it turns off grpc-go's window growth (up to 16 MiB a
