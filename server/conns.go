@@ -14,30 +14,36 @@ import (
 // the server buffers, goroutines and the streams grpc-go keeps for it. A
 // plain cap would let whoever fills it shut every other client out, so:
 //
-//   - at the cap, a new connection closes the oldest one that has never
-//     carried a caller's call (one with valid credentials) and takes its
-//     place; only when every connection has carried one is a new one
-//     refused. A client with credentials gets in by evicting an idle
-//     stranger, and stays once it has called;
-//   - one source address may hold at most perSource connections, so one
-//     host cannot fill the cap alone. Loopback is exempt: behind a
-//     sidecar proxy every client is 127.0.0.1, and local users are
-//     trusted with the port anyway (see SECURITY.md).
+//   - at the cap, a new connection closes the oldest connection that has
+//     never carried a caller's call (one with valid credentials) from the
+//     source holding the most connections, and takes its place; only when
+//     every connection has carried one is a new one refused. A client with
+//     credentials gets in by evicting an idle stranger of the busiest
+//     source, and stays once it has called;
+//   - one source may hold at most perSource connections, so one host
+//     cannot fill the cap alone. A source is an IPv4 address or an IPv6
+//     /64 (one host's usual allocation). Loopback is exempt: behind a
+//     sidecar proxy every client is 127.0.0.1, and local users are trusted
+//     with the port anyway (see SECURITY.md).
 type connLimit struct {
 	net.Listener
 	max, perSource int
 	exemptLoopback bool
 
 	mu       sync.RWMutex
-	byAddr   map[netip.AddrPort]*limitedConn
-	bySource map[netip.Addr]int
+	byAddr   map[connKey]*limitedConn
+	bySource map[netip.Prefix]int
 
 	evicted, refused prometheus.Counter
 }
 
+// connKey names a connection: its two ends, as a listener bound to several
+// addresses may take one client address and port on each.
+type connKey struct{ local, remote netip.AddrPort }
+
 func newConnLimit(l net.Listener, max, perSource int, m *metrics) *connLimit {
 	c := &connLimit{Listener: l, max: max, perSource: perSource, exemptLoopback: true,
-		byAddr: map[netip.AddrPort]*limitedConn{}, bySource: map[netip.Addr]int{}}
+		byAddr: map[connKey]*limitedConn{}, bySource: map[netip.Prefix]int{}}
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersig_connections_closed_total",
 		Help: "gRPC connections closed by the connection limit: evicted (the oldest without a caller's call, to admit a new one) or refused (at the cap with every connection a caller's, or over the per-source limit).",
@@ -56,25 +62,34 @@ func newConnLimit(l net.Listener, max, perSource int, m *metrics) *connLimit {
 type limitedConn struct {
 	net.Conn
 	l        *connLimit
-	addr     netip.AddrPort
+	key      connKey
+	source   netip.Prefix
 	accepted time.Time
 	caller   atomic.Bool // has carried a caller's call
 	once     sync.Once
+	counted  bool // in byAddr and bySource; guarded by l.mu
 }
 
 func (c *limitedConn) Close() error {
-	c.once.Do(func() { c.l.forget(c) })
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		c.l.uncount(c)
+		c.l.mu.Unlock()
+	})
 	return c.Conn.Close()
 }
 
-func (l *connLimit) forget(c *limitedConn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.byAddr[c.addr] == c {
-		delete(l.byAddr, c.addr)
-		if l.bySource[c.addr.Addr()]--; l.bySource[c.addr.Addr()] <= 0 {
-			delete(l.bySource, c.addr.Addr())
-		}
+// uncount removes c from the counts, once; l.mu is held.
+func (l *connLimit) uncount(c *limitedConn) {
+	if !c.counted {
+		return
+	}
+	c.counted = false
+	if l.byAddr[c.key] == c {
+		delete(l.byAddr, c.key)
+	}
+	if l.bySource[c.source]--; l.bySource[c.source] <= 0 {
+		delete(l.bySource, c.source)
 	}
 }
 
@@ -93,50 +108,66 @@ func (l *connLimit) Accept() (net.Conn, error) {
 	}
 }
 
+// sourceOf is the source a remote address counts against: the address, or
+// its /64 for IPv6.
+func sourceOf(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 32
+	if a.Is6() {
+		bits = 64
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
 // admit registers raw, evicting an idle stranger at the cap; nil when raw
 // must be refused.
 func (l *connLimit) admit(raw net.Conn) *limitedConn {
-	addr := addrPort(raw.RemoteAddr())
-	src := addr.Addr()
+	key := connKey{local: addrPort(raw.LocalAddr()), remote: addrPort(raw.RemoteAddr())}
+	src := sourceOf(key.remote.Addr())
 	l.mu.Lock()
 	var victim *limitedConn
 	defer func() {
 		l.mu.Unlock()
 		if victim != nil {
-			victim.Close() // outside the lock: Close forgets it
+			victim.Conn.Close() // outside the lock; already uncounted
 			l.evicted.Inc()
 		}
 	}()
-	if !(l.exemptLoopback && src.IsLoopback()) && l.bySource[src] >= l.perSource {
+	if !(l.exemptLoopback && key.remote.Addr().Unmap().IsLoopback()) && l.bySource[src] >= l.perSource {
 		return nil
 	}
 	if len(l.byAddr) >= l.max {
 		for _, c := range l.byAddr {
-			if !c.caller.Load() && (victim == nil || c.accepted.Before(victim.accepted)) {
+			if c.caller.Load() {
+				continue
+			}
+			if victim == nil || l.bySource[c.source] > l.bySource[victim.source] ||
+				l.bySource[c.source] == l.bySource[victim.source] && c.accepted.Before(victim.accepted) {
 				victim = c
 			}
 		}
 		if victim == nil {
 			return nil
 		}
-		// Forget it now, so that the new one fits at once.
-		delete(l.byAddr, victim.addr)
-		if l.bySource[victim.addr.Addr()]--; l.bySource[victim.addr.Addr()] <= 0 {
-			delete(l.bySource, victim.addr.Addr())
-		}
+		l.uncount(victim) // now, so that the new one fits at once
+		victim.once.Do(func() {})
 	}
-	c := &limitedConn{Conn: raw, l: l, addr: addr, accepted: time.Now()}
-	l.byAddr[addr] = c
+	c := &limitedConn{Conn: raw, l: l, key: key, source: src, accepted: time.Now(), counted: true}
+	if old := l.byAddr[key]; old != nil {
+		l.uncount(old) // cannot happen with TCP: both ends name one connection
+	}
+	l.byAddr[key] = c
 	l.bySource[src]++
 	return c
 }
 
 // callerCalled marks the connection a caller's call came on as one the
-// limit keeps. The tap calls it with the call's peer address.
-func (l *connLimit) callerCalled(remote net.Addr) {
-	addr := addrPort(remote)
+// limit keeps. The tap calls it with the call's two addresses.
+func (l *connLimit) callerCalled(local, remote net.Addr) {
+	key := connKey{local: addrPort(local), remote: addrPort(remote)}
 	l.mu.RLock()
-	c := l.byAddr[addr]
+	c := l.byAddr[key]
 	l.mu.RUnlock()
 	if c != nil {
 		c.caller.Store(true)

@@ -276,7 +276,7 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	case err == nil:
 		ci.policy, ci.caller = p, c
 		if pr, ok := peer.FromContext(ctx); ok && a.conns != nil {
-			a.conns.callerCalled(pr.Addr)
+			a.conns.callerCalled(pr.LocalAddr, pr.Addr)
 		}
 	case !openServices[serviceOf(info.FullMethodName)]:
 		a.metrics.authFailure(reason)
