@@ -34,7 +34,7 @@ type connLimit struct {
 	byAddr   map[connKey]*limitedConn
 	bySource map[netip.Prefix]int
 
-	evicted, refused prometheus.Counter
+	evicted, refused, closedRefusals prometheus.Counter
 }
 
 // connKey names a connection: its two ends, as a listener bound to several
@@ -46,10 +46,10 @@ func newConnLimit(l net.Listener, max, perSource int, m *metrics) *connLimit {
 		byAddr: map[connKey]*limitedConn{}, bySource: map[netip.Prefix]int{}}
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersig_connections_closed_total",
-		Help: "gRPC connections closed by the connection limit: evicted (the oldest without a caller's call, to admit a new one) or refused (at the cap with every connection a caller's, or over the per-source limit).",
+		Help: "gRPC connections closed by the connection limit: evicted (the oldest without a caller's call, to admit a new one), refused (at the cap with every connection a caller's, or over the per-source limit) or refusals (too many calls with a deadline refused on it).",
 	}, []string{"why"})
 	m.registry.MustRegister(vec)
-	c.evicted, c.refused = vec.WithLabelValues("evicted"), vec.WithLabelValues("refused")
+	c.evicted, c.refused, c.closedRefusals = vec.WithLabelValues("evicted"), vec.WithLabelValues("refused"), vec.WithLabelValues("refusals")
 	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "usersig_connections_open",
 		Help: "gRPC connections open.",
@@ -65,7 +65,8 @@ type limitedConn struct {
 	key      connKey
 	source   netip.Prefix
 	accepted time.Time
-	caller   atomic.Bool // has carried a caller's call
+	caller   atomic.Bool  // has carried a caller's call
+	refusals atomic.Int64 // calls with a deadline the tap refused
 	once     sync.Once
 	counted  bool // in byAddr and bySource; guarded by l.mu
 }
@@ -160,6 +161,23 @@ func (l *connLimit) admit(raw net.Conn) *limitedConn {
 	l.byAddr[key] = c
 	l.bySource[src]++
 	return c
+}
+
+// maxRefusalsPerConn is how many calls with a deadline the tap may refuse
+// on one connection before the connection is closed (connctx.go).
+const maxRefusalsPerConn = 64
+
+// callRefused counts a refused call with a deadline against its connection,
+// and closes the connection past maxRefusalsPerConn.
+func (l *connLimit) callRefused(local, remote net.Addr) {
+	key := connKey{local: addrPort(local), remote: addrPort(remote)}
+	l.mu.RLock()
+	c := l.byAddr[key]
+	l.mu.RUnlock()
+	if c != nil && c.refusals.Add(1) == maxRefusalsPerConn+1 {
+		c.Close()
+		l.closedRefusals.Inc()
+	}
 }
 
 // callerCalled marks the connection a caller's call came on as one the

@@ -195,6 +195,7 @@ func (s *Server) buildGRPC() error {
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
+	opts = append(opts, grpc.StatsHandler(connContext{}))
 	if s.opts.StatsHandler != nil {
 		opts = append(opts, grpc.StatsHandler(s.opts.StatsHandler))
 	}

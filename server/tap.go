@@ -281,6 +281,7 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	case !openServices[serviceOf(info.FullMethodName)]:
 		a.metrics.authFailure(reason)
 		a.refusals.refused(ctx, reason)
+		a.refusedWithDeadline(ctx)
 		return nil, err
 	case headerBytes(info.Header) > maxAnonymousHeaderBytes:
 		return nil, a.refuse(ctx, refusedAnonymousHeaders, errAnonymousHeaders)
@@ -339,7 +340,21 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 func (a *admission) refuse(ctx context.Context, limit string, err error) error {
 	a.refused.WithLabelValues(limit).Inc()
 	a.refusals.refused(ctx, limit)
+	a.refusedWithDeadline(ctx)
 	return err
+}
+
+// refusedWithDeadline counts a refused call that carries a deadline
+// against its connection, and closes the connection past
+// maxRefusalsPerConn: grpc-go keeps such a call's timer until the
+// connection ends (connctx.go).
+func (a *admission) refusedWithDeadline(ctx context.Context) {
+	if _, ok := ctx.Deadline(); !ok || a.conns == nil {
+		return
+	}
+	if pr, ok := peer.FromContext(ctx); ok {
+		a.conns.callRefused(pr.LocalAddr, pr.Addr)
+	}
 }
 
 // headerBytes is the size of a stream's headers as HTTP/2 counts it.

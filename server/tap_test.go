@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -293,4 +295,38 @@ func TestHTTPHeaderLimit(t *testing.T) {
 			t.Errorf("/healthz with %d bytes of headers: %d, want %d", c.n, resp.StatusCode, c.want)
 		}
 	}
+}
+
+// TestRefusedDeadlinesFreed: grpc-go v1.85.0 keeps the timer of a refused
+// call's grpc-timeout (SECURITY.md, "Known gap"). A connection that sends
+// more than 64 such calls is closed, and closing it frees their timers:
+// 20,000 refused calls asking for 11,000-year deadlines leave the heap
+// where it was (each kept timer is about 270 bytes: 5 MB without this).
+func TestRefusedDeadlinesFreed(t *testing.T) {
+	ts := startServer(t, fixtureConfig)
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	const conns, perConn = 250, 80
+	r, err := streamattack.Attack{Addr: ts.srv.GRPCAddr(), Conns: conns, Streams: perConn, Timeout: "99999999H"}.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.Sent():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the calls were not sent within 30s")
+	}
+	waitFor(t, "every connection to be closed after its 64 refusals", func() bool {
+		return ts.metric(`usersig_connections_closed_total{why="refusals"}`) == strconv.Itoa(conns)
+	})
+	res := r.Stop()
+	if res.Codes[codes.Unauthenticated] < conns {
+		t.Errorf("refused %v, want UNAUTHENTICATED answers on every connection", res)
+	}
+	waitFor(t, "the refused calls' timers to be freed", func() bool { return heap() < before+2<<20 })
 }

@@ -46,6 +46,8 @@ type Attack struct {
 	ClosedWindow bool
 	// Gap is a pause between a connection's streams.
 	Gap time.Duration
+	// Timeout, when set, is sent as grpc-timeout (e.g. "99999999H").
+	Timeout string
 }
 
 // EmptyRequest is a gRPC-framed empty message, such as an empty
@@ -155,6 +157,9 @@ func (a Attack) headerBlock() []byte {
 	}
 	if a.Authorization != "" {
 		fields = append(fields, [2]string{"authorization", a.Authorization})
+	}
+	if a.Timeout != "" {
+		fields = append(fields, [2]string{"grpc-timeout", a.Timeout})
 	}
 	if a.PadBytes > 0 {
 		fields = append(fields, [2]string{"x-pad", strings.Repeat("p", a.PadBytes)})
