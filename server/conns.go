@@ -164,17 +164,20 @@ func (l *connLimit) admit(raw net.Conn) *limitedConn {
 }
 
 // maxRefusalsPerConn is how many calls with a deadline the tap may refuse
-// on one connection before the connection is closed (connctx.go).
+// on a connection that never carried a caller's call before the
+// connection is closed (connctx.go). A caller's connection is not closed
+// for refusals: under overload its calls are refused for the server's
+// limits, and closing it would add a reconnection to every refusal.
 const maxRefusalsPerConn = 64
 
 // callRefused counts a refused call with a deadline against its connection,
-// and closes the connection past maxRefusalsPerConn.
+// and closes a stranger's connection past maxRefusalsPerConn.
 func (l *connLimit) callRefused(local, remote net.Addr) {
 	key := connKey{local: addrPort(local), remote: addrPort(remote)}
 	l.mu.RLock()
 	c := l.byAddr[key]
 	l.mu.RUnlock()
-	if c != nil && c.refusals.Add(1) == maxRefusalsPerConn+1 {
+	if c != nil && !c.caller.Load() && c.refusals.Add(1) == maxRefusalsPerConn+1 {
 		c.Close()
 		l.closedRefusals.Inc()
 	}
