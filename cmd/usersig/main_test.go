@@ -102,11 +102,12 @@ var daemonOnly = []string{
 // ours are the module's packages usersig may link; package server is not
 // among them.
 var ours = map[string]bool{
-	"github.com/usersig/usersig/cmd/usersig":     true,
-	"github.com/usersig/usersig/cmd/usersig/cli": true,
-	"github.com/usersig/usersig/server/convert":  true,
-	"github.com/usersig/usersig/signer":          true,
-	"github.com/usersig/usersig/gen/usersig/v1":  true,
+	"github.com/usersig/usersig/cmd/usersig":           true,
+	"github.com/usersig/usersig/cmd/usersig/cli":       true,
+	"github.com/usersig/usersig/cmd/internal/safeflag": true,
+	"github.com/usersig/usersig/server/convert":        true,
+	"github.com/usersig/usersig/signer":                true,
+	"github.com/usersig/usersig/gen/usersig/v1":        true,
 }
 
 // TestDependencies: go list -deps ./cmd/usersig holds none of the daemon's

@@ -26,7 +26,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/usersig/usersig/cmd/usersig/cli"
+	"github.com/usersig/usersig/cmd/internal/safeflag"
 	"github.com/usersig/usersig/server"
 )
 
@@ -68,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	devHTTP := fs.String("dev-http-listen", "127.0.0.1:9090", "with --dev: the metrics and probes address")
 	// Errors name a flag or an argument's position, never a value: an
 	// argument in the wrong place may be a key or a token.
-	rest, ferr := cli.ParseFlags(fs, args, 1)
+	rest, ferr := safeflag.Parse(fs, args, 1, nil)
 	if errors.Is(ferr, flag.ErrHelp) {
 		fs.SetOutput(stdout)
 		fmt.Fprintln(stdout, "usage: usersigd --config FILE | --dev")

@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/usersig/usersig/cmd/internal/safeflag"
 	"github.com/usersig/usersig/server/convert"
 	"github.com/usersig/usersig/signer"
 )
@@ -126,14 +127,7 @@ func newFlagSet(name string, c *common) *flag.FlagSet {
 	return fs
 }
 
-// Arg is an argument that is no flag, and its position on the command
-// line.
-type Arg struct {
-	Pos int // 1 is the first argument after the program's name
-	Val string
-}
-
-// valueRules say what a flag's value must be, for ParseFlags's errors.
+// valueRules say what a flag's value must be, for safeflag.Parse's errors.
 var valueRules = map[string]string{
 	"sdkappid":  "not a valid number",
 	"at":        "not a valid number of Unix seconds",
@@ -142,78 +136,10 @@ var valueRules = map[string]string{
 	"privilege": "not a valid number",
 }
 
-// ParseFlags sets the flags of fs from args, where flags may come before
-// or after the other arguments and "--" ends them, and returns the other
-// arguments with their positions; args[0] is at position first. It is
-// flag.FlagSet.Parse without its messages, which repeat what they reject:
-// an argument put in the wrong place may be a key or a ticket, and a
-// "flag" a secret starting with '-'. Its errors name a defined flag or a
-// position, never a value. -h and -help, unless defined, give
-// flag.ErrHelp.
-func ParseFlags(fs *flag.FlagSet, args []string, first int) ([]Arg, error) {
-	var rest []Arg
-	for i := 0; i < len(args); i++ {
-		a, pos := args[i], first+i
-		if a == "--" {
-			for j, v := range args[i+1:] {
-				rest = append(rest, Arg{pos + 1 + j, v})
-			}
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			rest = append(rest, Arg{pos, a}) // "-" too: standard input
-			continue
-		}
-		name := a[1:]
-		if name[0] == '-' {
-			name = name[1:]
-		}
-		value, hasValue := "", false
-		if j := strings.IndexByte(name, '='); j >= 0 {
-			name, value, hasValue = name[:j], name[j+1:], true
-		}
-		if name == "" || name[0] == '-' {
-			return nil, fmt.Errorf("argument %d is not a known flag", pos)
-		}
-		f := fs.Lookup(name)
-		if f == nil {
-			if name == "h" || name == "help" {
-				return nil, flag.ErrHelp
-			}
-			return nil, fmt.Errorf("argument %d is not a known flag", pos)
-		}
-		// name is now a defined flag's: it may be named.
-		isBool := false
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok {
-			isBool = b.IsBoolFlag()
-		}
-		switch {
-		case isBool && !hasValue:
-			value = "true"
-		case !hasValue && i+1 < len(args):
-			i++
-			value = args[i]
-		case !hasValue:
-			return nil, fmt.Errorf("--%s needs a value", name)
-		}
-		if err := fs.Set(name, value); err != nil {
-			rule, ok := valueRules[name]
-			switch {
-			case isBool:
-				rule = "not true or false"
-			case !ok:
-				rule = "not a valid value"
-			}
-			return nil, fmt.Errorf("--%s: %s", name, rule)
-		}
-	}
-	return rest, nil
-}
-
-// parse is ParseFlags for a command's arguments: the command is argument
-// 1. Its errors are usage errors.
-func parse(fs *flag.FlagSet, args []string) ([]Arg, error) {
-	rest, err := ParseFlags(fs, args, 2)
+// parse is safeflag.Parse for a command's arguments: the command is
+// argument 1. Its errors are usage errors.
+func parse(fs *flag.FlagSet, args []string) ([]safeflag.Arg, error) {
+	rest, err := safeflag.Parse(fs, args, 2, valueRules)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		return nil, usageError{err.Error()}
 	}
@@ -340,7 +266,7 @@ func gen(args []string, out io.Writer, getenv env) (int, error) {
 
 // readTicket takes the ticket from the one argument, or from stdin when
 // that is "-" or missing.
-func readTicket(args []Arg, stdin io.Reader) (string, error) {
+func readTicket(args []safeflag.Arg, stdin io.Reader) (string, error) {
 	switch {
 	case len(args) > 1:
 		return "", usagef("argument %d is a second ticket: want one ticket", args[1].Pos)
