@@ -152,11 +152,12 @@ func (l *connLimit) admit(raw net.Conn) *limitedConn {
 			return nil
 		}
 		l.uncount(victim) // now, so that the new one fits at once
-		victim.once.Do(func() {})
 	}
 	c := &limitedConn{Conn: raw, l: l, key: key, source: src, accepted: time.Now(), counted: true}
 	if old := l.byAddr[key]; old != nil {
-		l.uncount(old) // cannot happen with TCP: both ends name one connection
+		// A client port reused before the server saw the old connection
+		// close: the old one counts no more.
+		l.uncount(old)
 	}
 	l.byAddr[key] = c
 	l.bySource[src]++

@@ -162,9 +162,9 @@ type admission struct {
 	pools   [2][2]*slots
 	streams streamSet
 	// streaming marks the streaming methods served, by full name.
-	streaming map[string]bool
-	refused   *prometheus.CounterVec
-	refusals  refusalLog
+	streaming    map[string]bool
+	refusedTotal *prometheus.CounterVec // usersig_calls_refused_total
+	refusals     refusalLog
 }
 
 // refusalLog logs the streams the tap refuses at most once every
@@ -230,7 +230,7 @@ func newAdmission(p *atomic.Pointer[policy], g GRPCConfig, m *metrics, log *zap.
 		refusals:        refusalLog{log: log},
 		streams:         streamSet{m: map[*admitted]struct{}{}},
 		streaming:       map[string]bool{},
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		refusedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_calls_refused_total",
 			Help: "Streams refused on arrival for a limit: max_concurrent_calls (callers' calls), max_anonymous_calls (health checks without credentials), max_streaming_calls (health Watch and reflection), anonymous_header_size, draining.",
 		}, []string{"limit"}),
@@ -246,11 +246,11 @@ func newAdmission(p *atomic.Pointer[policy], g GRPCConfig, m *metrics, log *zap.
 			ConstLabels: prometheus.Labels{"class": class},
 		}, func() float64 { return float64(sl.n.Load()) })
 	}
-	m.registry.MustRegister(a.refused,
+	m.registry.MustRegister(a.refusedTotal,
 		inFlight("caller", a.pools[0][0]), inFlight("caller_stream", a.pools[0][1]),
 		inFlight("anonymous", a.pools[1][0]), inFlight("anonymous_stream", a.pools[1][1]))
 	for _, r := range []string{refusedMaxCalls, refusedMaxAnonymous, refusedMaxStreaming, refusedAnonymousHeaders, refusedDraining} {
-		a.refused.WithLabelValues(r)
+		a.refusedTotal.WithLabelValues(r)
 	}
 	return a
 }
@@ -270,7 +270,7 @@ func (a *admission) learn(srv *grpc.Server) {
 func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
 	p := a.policy.Load()
 	ci := &callInfo{}
-	anonymous := 0
+	anonymous := false
 	c, reason, err := identify(ctx, p)
 	switch {
 	case err == nil:
@@ -280,22 +280,17 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 		}
 	case !openServices[serviceOf(info.FullMethodName)]:
 		a.metrics.authFailure(reason)
-		a.refusals.refused(ctx, reason)
-		a.refusedWithDeadline(ctx)
+		a.refused(ctx, reason)
 		return nil, err
 	case headerBytes(info.Header) > maxAnonymousHeaderBytes:
 		return nil, a.refuse(ctx, refusedAnonymousHeaders, errAnonymousHeaders)
 	default:
 		// Health and reflection need no credentials; wrong ones make the
 		// call anonymous, not refused.
-		anonymous = 1
+		anonymous = true
 	}
 	streaming := a.streaming[info.FullMethodName]
-	streamingIdx := 0
-	if streaming {
-		streamingIdx = 1
-	}
-	sl := a.pools[anonymous][streamingIdx]
+	sl := a.pools[index(anonymous)][index(streaming)]
 	if !sl.take() {
 		return nil, a.refuse(ctx, sl.refused, sl.err)
 	}
@@ -303,7 +298,7 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	switch {
 	case !streaming:
 		limit = a.maxCallDuration
-	case anonymous == 1:
+	case anonymous:
 		limit = anonymousStreamDuration
 	}
 	// grpc-go cancels a stream's context when the stream ends, and a
@@ -336,25 +331,33 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	return context.WithValue(ctx, callInfoKey{}, ci), nil
 }
 
-// refuse counts and logs a stream refused for a limit.
+// refuse counts a stream refused for a limit, and answers err.
 func (a *admission) refuse(ctx context.Context, limit string, err error) error {
-	a.refused.WithLabelValues(limit).Inc()
-	a.refusals.refused(ctx, limit)
-	a.refusedWithDeadline(ctx)
+	a.refusedTotal.WithLabelValues(limit).Inc()
+	a.refused(ctx, limit)
 	return err
 }
 
-// refusedWithDeadline counts a refused call that carries a deadline
-// against its connection, and closes the connection past
-// maxRefusalsPerConn: grpc-go keeps such a call's timer until the
-// connection ends (connctx.go).
-func (a *admission) refusedWithDeadline(ctx context.Context) {
+// refused is what every refusal does, whatever counted it: the sampled
+// log line, and for a call that carries a deadline a count against its
+// connection, which is closed past maxRefusalsPerConn: grpc-go keeps
+// such a call's timer until the connection ends (connctx.go).
+func (a *admission) refused(ctx context.Context, reason string) {
+	a.refusals.refused(ctx, reason)
 	if _, ok := ctx.Deadline(); !ok || a.conns == nil {
 		return
 	}
 	if pr, ok := peer.FromContext(ctx); ok {
 		a.conns.callRefused(pr.LocalAddr, pr.Addr)
 	}
+}
+
+// index is 1 for true: the pools are indexed [anonymous][streaming].
+func index(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // headerBytes is the size of a stream's headers as HTTP/2 counts it.
