@@ -274,13 +274,20 @@ func TestConfigStale(t *testing.T) {
 	const keyNext = "next-old-key-fedcba9876543210fedcba9876543210fedcba987654321"
 	stale("at start", "0")
 
+	// removeWebWithBrokenKey removes web from the config but writes a key
+	// file others may read: the reload is refused.
+	removeWebWithBrokenKey := func() {
+		t.Helper()
+		ts.writeConfig(withoutWeb)
+		ts.writeFile("old.key", keyNext, 0o644)
+		if err := ts.srv.Reload(); err == nil {
+			t.Fatal("Reload with an others-readable key file succeeded")
+		}
+	}
+
 	// The operator removes web, but a key file is broken: the reload is
 	// refused and web stays in force.
-	ts.writeConfig(withoutWeb)
-	ts.writeFile("old.key", keyNext, 0o644)
-	if err := ts.srv.Reload(); err == nil {
-		t.Fatal("Reload with an others-readable key file succeeded")
-	}
+	removeWebWithBrokenKey()
 	stale("after the refused reload", "1")
 	webCalls("web, removed by the refused config", codes.OK)
 	stale("read twice", "1")
@@ -292,11 +299,7 @@ func TestConfigStale(t *testing.T) {
 	stale("with the files in force put back", "0")
 
 	// Refused again; then fixed forward and reloaded.
-	ts.writeConfig(withoutWeb)
-	ts.writeFile("old.key", keyNext, 0o644)
-	if err := ts.srv.Reload(); err == nil {
-		t.Fatal("Reload with an others-readable key file succeeded")
-	}
+	removeWebWithBrokenKey()
 	stale("after the second refused reload", "1")
 	ts.writeFile("old.key", keyNext, 0o440)
 	stale("fixed on disk but not reloaded", "1")
