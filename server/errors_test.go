@@ -108,6 +108,11 @@ func TestErrorsAndHostileInput(t *testing.T) {
 		{name: "no room", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", PrivilegeMap: 1}, wantCode: codes.InvalidArgument, wantField: "room"},
 		{name: "room_id 0", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Room: roomID(0), PrivilegeMap: 1}, wantCode: codes.InvalidArgument, wantField: "room_id"},
 		{name: "room_id 4294967295", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Ttl: dur(60), Room: roomID(4294967295), PrivilegeMap: 255}, wantCode: codes.OK},
+		// Wider than 32 bits: a truncating client's 4294967303 would be room 7.
+		{name: "room_id 4294967296", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Ttl: dur(60), Room: roomID(4294967296), PrivilegeMap: 255}, wantCode: codes.InvalidArgument, wantField: "room_id"},
+		{name: "room_id 4294967303", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Ttl: dur(60), Room: roomID(4294967303), PrivilegeMap: 255}, wantCode: codes.InvalidArgument, wantField: "room_id"},
+		{name: "room_id 2^64-1", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Ttl: dur(60), Room: roomID(1<<64 - 1), PrivilegeMap: 255}, wantCode: codes.InvalidArgument, wantField: "room_id"},
+		{name: "privilege_map 2^32+42", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Ttl: dur(60), Room: roomID(1), PrivilegeMap: 1<<32 + 42}, wantCode: codes.InvalidArgument, wantField: "privilege_map"},
 		{name: "empty room_str", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Room: roomStr(""), PrivilegeMap: 1}, wantCode: codes.InvalidArgument, wantField: "room_str"},
 		{name: "65-byte room_str", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Room: roomStr(strings.Repeat("r", 65)), PrivilegeMap: 1}, wantCode: codes.InvalidArgument, wantField: "room_str"},
 		{name: "room_str with a quote", auth: bearer(tokBackend), req: &pmkReq{SdkAppId: appA, UserId: "u1", Room: roomStr(`a"b`), PrivilegeMap: 1}, wantCode: codes.InvalidArgument, wantField: "room_str"},
@@ -209,7 +214,7 @@ func finishedCall(method string, code codes.Code, caller string) []string {
 
 func bearer(token string) string { return "Bearer " + token }
 
-func roomID(id uint32) *usersigv1.GeneratePrivateMapKeyRequest_RoomId {
+func roomID(id uint64) *usersigv1.GeneratePrivateMapKeyRequest_RoomId {
 	return &usersigv1.GeneratePrivateMapKeyRequest_RoomId{RoomId: id}
 }
 

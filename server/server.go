@@ -17,6 +17,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"github.com/jhump/protoreflect/v2/sourceinfo"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/net/netutil"
@@ -26,6 +27,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	v1reflectiongrpc "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	v1alphareflectiongrpc "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/stats"
 
 	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
@@ -205,7 +208,7 @@ func (s *Server) buildGRPC() error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(usersigv1.UserSigService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	reflection.Register(s.grpc)
+	registerReflection(s.grpc)
 	calls.learn(s.grpc)
 	s.admission.learn(s.grpc)
 	s.metrics.grpc.InitializeMetrics(s.grpc)
@@ -411,3 +414,13 @@ func (s *Server) drain() error {
 // force at once. A config that fails validation is rejected, with one log
 // line per problem, and the one in force stays.
 func (s *Server) Reload() error { return s.reloader.reload() }
+
+// registerReflection serves reflection, v1 and the v1alpha that older
+// clients ask for, from descriptors that carry the proto's comments
+// (gen/usersig/v1/usersig.pb.srcinfo.go registers them), so that
+// `grpcurl describe` shows each field's documentation.
+func registerReflection(s *grpc.Server) {
+	opts := reflection.ServerOptions{Services: s, DescriptorResolver: sourceinfo.Files, ExtensionResolver: sourceinfo.Types}
+	v1reflectiongrpc.RegisterServerReflectionServer(s, reflection.NewServerV1(opts))
+	v1alphareflectiongrpc.RegisterServerReflectionServer(s, reflection.NewServer(opts))
+}

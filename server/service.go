@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -82,10 +83,12 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 	var room signer.Room
 	switch r := req.GetRoom().(type) {
 	case *usersigv1.GeneratePrivateMapKeyRequest_RoomId:
-		if r.RoomId == 0 {
+		// The field is 64 bits wide so that a value a client's library
+		// would cut to 32 bits arrives whole and is refused here.
+		if r.RoomId == 0 || r.RoomId > math.MaxUint32 {
 			return nil, invalidArgument("room_id", signer.RuleRoomID)
 		}
-		room.ID = r.RoomId
+		room.ID = uint32(r.RoomId)
 	case *usersigv1.GeneratePrivateMapKeyRequest_RoomStr:
 		if err := signer.ValidateRoomStr(r.RoomStr); err != nil {
 			return nil, h.fromSigner(err)
@@ -94,10 +97,11 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 	default:
 		return nil, invalidArgument("room", signer.RuleRoomOneOf)
 	}
-	if err := signer.ValidatePrivilegeMap(req.GetPrivilegeMap()); err != nil {
-		return nil, h.fromSigner(err)
+	privileges := req.GetPrivilegeMap()
+	if privileges == 0 || privileges > signer.MaxPrivilegeMap {
+		return nil, invalidArgument("privilege_map", signer.RulePrivilegeMap)
 	}
-	is, err := a.keys[0].PrivateMapKey(a.id, req.GetUserId(), ttl, room, req.GetPrivilegeMap(), h.clock())
+	is, err := a.keys[0].PrivateMapKey(a.id, req.GetUserId(), ttl, room, uint32(privileges), h.clock())
 	if err != nil {
 		return nil, h.fromSigner(err)
 	}

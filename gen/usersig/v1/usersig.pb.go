@@ -637,8 +637,9 @@ type GeneratePrivateMapKeyRequest struct {
 	//	*GeneratePrivateMapKeyRequest_RoomStr
 	Room isGeneratePrivateMapKeyRequest_Room `protobuf_oneof:"room"`
 	// The privilege bits, 1 to 255 (see PrivateMapKey.privilege_map); 255
-	// grants everything, 42 enter room and receive audio and video.
-	PrivilegeMap  uint32 `protobuf:"varint,6,opt,name=privilege_map,json=privilegeMap,proto3" json:"privilege_map,omitempty"`
+	// grants everything, 42 enter room and receive audio and video. 64 bits
+	// wide, like room_id, so that a larger value is refused, never cut.
+	PrivilegeMap  uint64 `protobuf:"varint,6,opt,name=privilege_map,json=privilegeMap,proto3" json:"privilege_map,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -701,7 +702,7 @@ func (x *GeneratePrivateMapKeyRequest) GetRoom() isGeneratePrivateMapKeyRequest_
 	return nil
 }
 
-func (x *GeneratePrivateMapKeyRequest) GetRoomId() uint32 {
+func (x *GeneratePrivateMapKeyRequest) GetRoomId() uint64 {
 	if x != nil {
 		if x, ok := x.Room.(*GeneratePrivateMapKeyRequest_RoomId); ok {
 			return x.RoomId
@@ -719,7 +720,7 @@ func (x *GeneratePrivateMapKeyRequest) GetRoomStr() string {
 	return ""
 }
 
-func (x *GeneratePrivateMapKeyRequest) GetPrivilegeMap() uint32 {
+func (x *GeneratePrivateMapKeyRequest) GetPrivilegeMap() uint64 {
 	if x != nil {
 		return x.PrivilegeMap
 	}
@@ -731,8 +732,11 @@ type isGeneratePrivateMapKeyRequest_Room interface {
 }
 
 type GeneratePrivateMapKeyRequest_RoomId struct {
-	// A numeric room id: 1 to 4294967295.
-	RoomId uint32 `protobuf:"varint,4,opt,name=room_id,json=roomId,proto3,oneof"`
+	// A numeric room id: 1 to 4294967295. The field is 64 bits wide so that
+	// a larger value is refused (INVALID_ARGUMENT) rather than cut to 32
+	// bits by the client's protobuf library; in JSON it may be a number or
+	// a string.
+	RoomId uint64 `protobuf:"varint,4,opt,name=room_id,json=roomId,proto3,oneof"`
 }
 
 type GeneratePrivateMapKeyRequest_RoomStr struct {
@@ -887,9 +891,9 @@ const file_usersig_v1_usersig_proto_rawDesc = "" +
 	"sdk_app_id\x18\x01 \x01(\x04R\bsdkAppId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12+\n" +
 	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x19\n" +
-	"\aroom_id\x18\x04 \x01(\rH\x00R\x06roomId\x12\x1b\n" +
+	"\aroom_id\x18\x04 \x01(\x04H\x00R\x06roomId\x12\x1b\n" +
 	"\broom_str\x18\x05 \x01(\tH\x00R\aroomStr\x12#\n" +
-	"\rprivilege_map\x18\x06 \x01(\rR\fprivilegeMapB\x06\n" +
+	"\rprivilege_map\x18\x06 \x01(\x04R\fprivilegeMapB\x06\n" +
 	"\x04room\"\x8d\x02\n" +
 	"\x1dGeneratePrivateMapKeyResponse\x12&\n" +
 	"\x0fprivate_map_key\x18\x01 \x01(\tR\rprivateMapKey\x129\n" +
@@ -918,7 +922,10 @@ const file_usersig_v1_usersig_proto_rawDesc = "" +
 	"\x0eUserSigService\x12Z\n" +
 	"\x0fGenerateUserSig\x12\".usersig.v1.GenerateUserSigRequest\x1a#.usersig.v1.GenerateUserSigResponse\x12T\n" +
 	"\rVerifyUserSig\x12 .usersig.v1.VerifyUserSigRequest\x1a!.usersig.v1.VerifyUserSigResponse\x12l\n" +
-	"\x15GeneratePrivateMapKey\x12(.usersig.v1.GeneratePrivateMapKeyRequest\x1a).usersig.v1.GeneratePrivateMapKeyResponseB5Z3github.com/usersig/usersig/gen/usersig/v1;usersigv1b\x06proto3"
+	"\x15GeneratePrivateMapKey\x12(.usersig.v1.GeneratePrivateMapKeyRequest\x1a).usersig.v1.GeneratePrivateMapKeyResponseB\xa8\x01\n" +
+	"\x14io.github.usersig.v1B\fUsersigProtoP\x01Z3github.com/usersig/usersig/gen/usersig/v1;usersigv1\xa2\x02\x03USX\xaa\x02\n" +
+	"Usersig.V1\xba\x02\x03USX\xca\x02\n" +
+	"Usersig\\V1\xe2\x02\x16Usersig\\V1\\GPBMetadata\xea\x02\vUsersig::V1b\x06proto3"
 
 var (
 	file_usersig_v1_usersig_proto_rawDescOnce sync.Once
