@@ -23,6 +23,7 @@ import (
 type Config struct {
 	GRPC     GRPCConfig     `yaml:"grpc"`
 	HTTP     HTTPConfig     `yaml:"http"`
+	HTTPAPI  *HTTPAPIConfig `yaml:"http_api"`
 	Shutdown ShutdownConfig `yaml:"shutdown"`
 	Log      LogConfig      `yaml:"log"`
 	Reload   ReloadConfig   `yaml:"reload"`
@@ -56,6 +57,33 @@ type HTTPConfig struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ (off by default;
 	// keep the listener private when it is on).
 	Pprof bool `yaml:"pprof"`
+}
+
+// HTTPAPIConfig is the HTTP/JSON API (httpapi.go): UserSigService's
+// methods as POST routes, under the same admission, authentication and
+// policy as gRPC calls. No listener when the section is absent.
+type HTTPAPIConfig struct {
+	// Listen is host:port; required.
+	Listen string `yaml:"listen"`
+	// TLS serves HTTPS. There is no client certificate: callers are
+	// known over HTTP by their bearer tokens only.
+	TLS *HTTPAPITLSConfig `yaml:"tls"`
+	// CORS lets browser apps on the listed origins call the API; off
+	// when absent.
+	CORS *CORSConfig `yaml:"cors"`
+}
+
+// HTTPAPITLSConfig is the HTTP API's certificate, reloaded when its files
+// change as the gRPC listener's is.
+type HTTPAPITLSConfig struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// CORSConfig lists the origins ("https://app.example.com", scheme, host
+// and port exactly) whose pages may call the HTTP API.
+type CORSConfig struct {
+	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
 // ShutdownConfig is how the server drains on SIGTERM.
@@ -209,6 +237,9 @@ var yamlTypeNames = strings.NewReplacer(
 	"server.GRPCConfig", "grpc",
 	"server.TLSConfig", "grpc.tls",
 	"server.HTTPConfig", "http",
+	"server.HTTPAPIConfig", "http_api",
+	"server.HTTPAPITLSConfig", "http_api.tls",
+	"server.CORSConfig", "http_api.cors",
 	"server.ShutdownConfig", "shutdown",
 	"server.LogConfig", "log",
 	"server.ReloadConfig", "reload",
@@ -253,6 +284,17 @@ func (cfg *Config) clone() *Config {
 	if cfg.GRPC.TLS != nil {
 		t := *cfg.GRPC.TLS
 		out.GRPC.TLS = &t
+	}
+	if a := cfg.HTTPAPI; a != nil {
+		c := *a
+		if a.TLS != nil {
+			t := *a.TLS
+			c.TLS = &t
+		}
+		if a.CORS != nil {
+			c.CORS = &CORSConfig{AllowedOrigins: slices.Clone(a.CORS.AllowedOrigins)}
+		}
+		out.HTTPAPI = &c
 	}
 	out.Apps = slices.Clone(cfg.Apps)
 	for i := range out.Apps {

@@ -197,6 +197,9 @@ func (l *connLimit) callerCalled(local, remote net.Addr) {
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
+	if a == nil {
+		return netip.AddrPort{}
+	}
 	if t, ok := a.(*net.TCPAddr); ok {
 		return t.AddrPort()
 	}

@@ -15,8 +15,9 @@ const DevSDKAppID = 1400000000
 func DevConfig(key []byte, token string) *Config {
 	sum := sha256.Sum256([]byte(token))
 	return &Config{
-		GRPC: GRPCConfig{Listen: DefaultListen},
-		HTTP: HTTPConfig{Listen: "127.0.0.1:9090"},
+		GRPC:    GRPCConfig{Listen: DefaultListen},
+		HTTP:    HTTPConfig{Listen: "127.0.0.1:9090"},
+		HTTPAPI: &HTTPAPIConfig{Listen: "127.0.0.1:8080"},
 		Apps: []AppConfig{{
 			SDKAppID:   DevSDKAppID,
 			DefaultTTL: Dur(DefaultTTL),

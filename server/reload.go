@@ -27,7 +27,7 @@ type reloader struct {
 	log      *zap.Logger // the "config" logger
 	audit    *zap.Logger
 	logLevel *zap.AtomicLevel // follows log.level, when set
-	certs    *certReloader    // nil without TLS
+	certs    []*certReloader  // one per listener with TLS
 
 	mu      sync.Mutex // one reload at a time; guards watched
 	watched []fileStamp
@@ -94,8 +94,8 @@ func (r *reloader) bind(p *policy) {
 func (r *reloader) reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.certs != nil {
-		r.certs.reload()
+	for _, c := range r.certs {
+		c.reload()
 	}
 	pre := restamp(r.watched)
 	l, err := LoadConfig(r.path)
@@ -141,6 +141,7 @@ func staticChanges(old, new *Config) []string {
 	}{
 		{"grpc", old.GRPC.settings(), new.GRPC.settings()},
 		{"http", old.HTTP, new.HTTP},
+		{"http_api", old.HTTPAPI, new.HTTPAPI},
 		{"shutdown", [2]time.Duration{old.Shutdown.Delay.d, old.Shutdown.Timeout.d}, [2]time.Duration{new.Shutdown.Delay.d, new.Shutdown.Timeout.d}},
 		{"reload", old.Reload.Interval.d, new.Reload.Interval.d},
 	} {

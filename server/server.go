@@ -106,6 +106,7 @@ type Server struct {
 	health           *health.Server
 	http             *http.Server
 	grpcLis, httpLis net.Listener
+	api              *httpAPI // nil without http_api
 	conns            *connLimit
 	ready            atomic.Bool
 }
@@ -159,19 +160,35 @@ func (s *Server) buildGRPC() error {
 		recovery.UnaryServerInterceptor(recoveryOpt),
 		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.svc.authenticate), isService),
 	}
-	opts := []grpc.ServerOption{
-		grpc.InTapHandle(s.admission.tapHandle),
+	// What every transport's server shares: the chains, message and
+	// header limits, stream workers and stats handlers.
+	shared := []grpc.ServerOption{
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Workers keep their grown stacks; a goroutine per stream grows one
+		// on every call (see docs/benchmarks.md).
+		grpc.NumStreamWorkers(64),
+		grpc.ChainUnaryInterceptor(s.unary...),
+		grpc.ChainStreamInterceptor(
+			streamCallInfo,
+			s.metrics.grpc.StreamServerInterceptor(),
+			selector.StreamServerInterceptor(calls.stream, notHealth),
+			recovery.StreamServerInterceptor(recoveryOpt),
+			selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.svc.authenticate), isService),
+		),
+		grpc.StatsHandler(connContext{}),
+	}
+	if s.opts.StatsHandler != nil {
+		shared = append(shared, grpc.StatsHandler(s.opts.StatsHandler))
+	}
+	opts := append([]grpc.ServerOption{
+		grpc.InTapHandle(s.admission.tapHandle),
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),
 		grpc.ConnectionTimeout(connectionTimeout),
 		// A connection reads through a small buffer: a request is well
 		// under a KiB. (grpc-go shares write buffers between connections.)
 		grpc.ReadBufferSize(readBufferSize),
-		// Workers keep their grown stacks; a goroutine per stream grows one
-		// on every call (see docs/benchmarks.md).
-		grpc.NumStreamWorkers(64),
 		// Calls beyond this on one connection wait in the client, not here.
 		grpc.MaxConcurrentStreams(maxStreamsPerConn),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -182,25 +199,13 @@ func (s *Server) buildGRPC() error {
 			Time:                  time.Minute,
 			Timeout:               20 * time.Second,
 		}),
-		grpc.ChainUnaryInterceptor(s.unary...),
-		grpc.ChainStreamInterceptor(
-			streamCallInfo,
-			s.metrics.grpc.StreamServerInterceptor(),
-			selector.StreamServerInterceptor(calls.stream, notHealth),
-			recovery.StreamServerInterceptor(recoveryOpt),
-			selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.svc.authenticate), isService),
-		),
-	}
+	}, shared...)
 	if t := s.cfg.GRPC.TLS; t != nil {
 		tc, err := s.serverTLS(t)
 		if err != nil {
 			return err
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
-	}
-	opts = append(opts, grpc.StatsHandler(connContext{}))
-	if s.opts.StatsHandler != nil {
-		opts = append(opts, grpc.StatsHandler(s.opts.StatsHandler))
 	}
 	s.grpc = grpc.NewServer(opts...)
 	usersigv1.RegisterUserSigServiceServer(s.grpc, s.svc)
@@ -212,17 +217,32 @@ func (s *Server) buildGRPC() error {
 	calls.learn(s.grpc)
 	s.admission.learn(s.grpc)
 	s.metrics.grpc.InitializeMetrics(s.grpc)
+	if a := s.cfg.HTTPAPI; a != nil {
+		api, err := newHTTPAPI(a, s.svc, shared, s.admission.tapHandle, s.metrics, s.log.Named("http_api"))
+		if err != nil {
+			return err
+		}
+		s.api = api
+		if t := a.TLS; t != nil {
+			certs, err := newCertReloader("http_api.tls", t.CertFile, t.KeyFile, s.cfg.Reload.Interval.d, s.log.Named("config"))
+			if err != nil {
+				return err
+			}
+			s.reloader.certs = append(s.reloader.certs, certs)
+			api.tls = &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12}
+		}
+	}
 	return nil
 }
 
 // serverTLS loads the certificate, which it reloads when its files change
 // (tlscert.go), and, for mutual TLS, the client CAs.
 func (s *Server) serverTLS(t *TLSConfig) (*tls.Config, error) {
-	certs, err := newCertReloader(t, s.cfg.Reload.Interval.d, s.log.Named("config"))
+	certs, err := newCertReloader("grpc.tls", t.CertFile, t.KeyFile, s.cfg.Reload.Interval.d, s.log.Named("config"))
 	if err != nil {
 		return nil, err
 	}
-	s.reloader.certs = certs
+	s.reloader.certs = append(s.reloader.certs, certs)
 	tc := &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12}
 	if t.ClientCAFile != "" {
 		pem, err := os.ReadFile(t.ClientCAFile)
@@ -318,7 +338,24 @@ func (s *Server) Listen() error {
 		}
 		s.httpLis = netutil.LimitListener(hl, maxHTTPConnections)
 	}
+	if s.api != nil {
+		if err := s.api.listen(); err != nil {
+			lis.Close()
+			if s.httpLis != nil {
+				s.httpLis.Close()
+			}
+			return fmt.Errorf("http_api.listen: %w", err)
+		}
+	}
 	return nil
+}
+
+// APIAddr is the address the HTTP API listener is bound to, or "".
+func (s *Server) APIAddr() string {
+	if s.api == nil || s.api.lis == nil {
+		return ""
+	}
+	return s.api.lis.Addr().String()
 }
 
 // GRPCAddr is the address the gRPC listener is bound to.
@@ -346,13 +383,16 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
 	if s.httpLis != nil {
 		go func() { errc <- s.http.Serve(s.httpLis) }()
 	}
+	if s.api != nil {
+		s.api.serve(errc)
+	}
 	s.setReady(true)
-	s.log.Info("serving", zap.String("grpc", s.GRPCAddr()), zap.String("http", s.HTTPAddr()),
+	s.log.Info("serving", zap.String("grpc", s.GRPCAddr()), zap.String("http", s.HTTPAddr()), zap.String("http_api", s.APIAddr()),
 		zap.Uint64("config_generation", s.policy.Load().generation), zap.String("config_hash", s.policy.Load().hash))
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -364,6 +404,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err := <-errc:
 		s.grpc.Stop()
 		s.http.Close()
+		if s.api != nil {
+			s.api.close()
+		}
 		return err
 	}
 	return s.drain()
@@ -394,11 +437,24 @@ func (s *Server) drain() error {
 		s.grpc.GracefulStop()
 		close(done)
 	}()
+	apiDone := make(chan error, 1)
+	go func() {
+		if s.api == nil {
+			apiDone <- nil
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		apiDone <- s.api.shutdown(ctx)
+	}()
 	var err error
 	select {
 	case <-done:
 	case <-time.After(timeout):
 		s.grpc.Stop()
+		err = ErrDrainTimeout
+	}
+	if apiErr := <-apiDone; apiErr != nil {
 		err = ErrDrainTimeout
 	}
 	hctx, cancel := context.WithTimeout(context.Background(), time.Second)

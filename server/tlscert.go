@@ -17,6 +17,7 @@ import (
 // Reload (SIGHUP). A pair that fails to load, or that breaks the rules of
 // key files (trustProblems), is logged and the one in force stays.
 type certReloader struct {
+	field             string // the config section, for messages: grpc.tls
 	certFile, keyFile string
 	every             time.Duration // 0: only at Reload
 	log               *zap.Logger
@@ -27,12 +28,12 @@ type certReloader struct {
 	checked time.Time
 }
 
-func newCertReloader(t *TLSConfig, every time.Duration, log *zap.Logger) (*certReloader, error) {
-	r := &certReloader{certFile: t.CertFile, keyFile: t.KeyFile, every: every, log: log}
+func newCertReloader(field, certFile, keyFile string, every time.Duration, log *zap.Logger) (*certReloader, error) {
+	r := &certReloader{field: field, certFile: certFile, keyFile: keyFile, every: every, log: log}
 	stamps := r.stamp()
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
-		return nil, &ConfigError{Problems: []string{"grpc.tls: " + oneLine(err.Error())}}
+		return nil, &ConfigError{Problems: []string{field + ": " + oneLine(err.Error())}}
 	}
 	r.cert, r.stamps, r.checked = &cert, stamps, time.Now()
 	return r, nil
@@ -83,12 +84,12 @@ func (r *certReloader) reloadLocked() {
 	r.stamps = stamps // do not retry the same files on every handshake
 	if len(problems) > 0 {
 		for _, p := range problems {
-			r.log.Error("grpc.tls: the renewed certificate was refused; the one in force stays", zap.String("problem", p))
+			r.log.Error(r.field+": the renewed certificate was refused; the one in force stays", zap.String("problem", p))
 		}
 		return
 	}
 	r.cert = &cert
-	r.log.Info("grpc.tls: serving the renewed certificate", zap.Time("not_after", notAfter(&cert)))
+	r.log.Info(r.field+": serving the renewed certificate", zap.Time("not_after", notAfter(&cert)))
 }
 
 func notAfter(c *tls.Certificate) time.Time {

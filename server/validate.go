@@ -5,6 +5,7 @@ package server
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -132,6 +133,9 @@ func (c *checker) settings(cfg *Config) {
 		c.tlsFile("grpc.tls.key_file", t.KeyFile, true)
 		c.tlsFile("grpc.tls.client_ca_file", t.ClientCAFile, false)
 	}
+	if a := cfg.HTTPAPI; a != nil {
+		c.httpAPI(a)
+	}
 	c.duration("grpc.max_call_duration", &cfg.GRPC.MaxCallDuration, DefaultMaxCallDuration)
 	// Below 100ms a deadline could pass between the tap setting it and
 	// grpc-go admitting the stream, which then never frees its slot.
@@ -156,4 +160,44 @@ func (c *checker) settings(cfg *Config) {
 	default:
 		c.addf("log.level", "%q is not one of debug, info, warn, error", cfg.Log.Level)
 	}
+}
+
+// httpAPI validates the http_api section.
+func (c *checker) httpAPI(a *HTTPAPIConfig) {
+	if a.Listen == "" {
+		c.addf("http_api.listen", "is required (host:port) when http_api is set")
+	}
+	if t := a.TLS; t != nil {
+		if t.CertFile == "" || t.KeyFile == "" {
+			c.addf("http_api.tls", "cert_file and key_file are both required")
+		}
+		c.tlsFile("http_api.tls.cert_file", t.CertFile, false)
+		c.tlsFile("http_api.tls.key_file", t.KeyFile, true)
+	}
+	if a.CORS == nil {
+		return
+	}
+	if len(a.CORS.AllowedOrigins) == 0 {
+		c.addf("http_api.cors.allowed_origins", "must list at least one origin (leave cors out to turn it off)")
+	}
+	for i, o := range a.CORS.AllowedOrigins {
+		if !isOrigin(o) {
+			c.addf(fmt.Sprintf("http_api.cors.allowed_origins[%d]", i),
+				"%q is not an origin: scheme://host or scheme://host:port, http or https, no path and no wildcard", o)
+		}
+	}
+}
+
+// isOrigin reports whether s is a serialized origin as browsers send it
+// in the Origin header: http or https, a host, an optional port, nothing
+// else.
+func isOrigin(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Hostname() == "" {
+		return false
+	}
+	if strings.Contains(u.Host, "*") || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return false
+	}
+	return u.Path == "" && u.Scheme+"://"+u.Host == s && strings.ToLower(s) == s
 }

@@ -66,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	devGRPC := fs.String("dev-listen", "127.0.0.1:50051", "with --dev: the gRPC address")
 	devHTTP := fs.String("dev-http-listen", "127.0.0.1:9090", "with --dev: the metrics and probes address")
+	devAPI := fs.String("dev-api-listen", "127.0.0.1:8080", "with --dev: the HTTP/JSON API address")
 	// Errors name a flag or an argument's position, never a value: an
 	// argument in the wrong place may be a key or a token.
 	rest, ferr := safeflag.Parse(fs, args, 1, nil)
@@ -86,8 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case *showVersion:
 		fmt.Fprintln(stdout, "usersigd", version)
 		return 0
-	case !*dev && (isSet(fs, "dev-listen") || isSet(fs, "dev-http-listen")):
-		fmt.Fprintln(stderr, "usersigd: --dev-listen and --dev-http-listen go with --dev; the config sets the addresses")
+	case !*dev && (isSet(fs, "dev-listen") || isSet(fs, "dev-http-listen") || isSet(fs, "dev-api-listen")):
+		fmt.Fprintln(stderr, "usersigd: --dev-listen, --dev-http-listen and --dev-api-listen go with --dev; the config sets the addresses")
 		return 2
 	case *dev == (*configPath != ""):
 		fmt.Fprintln(stderr, "usersigd: pass --config FILE, or --dev to try it out without one")
@@ -103,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err    error
 	)
 	if *dev {
-		loaded, err = devConfig(stdout, *devGRPC, *devHTTP)
+		loaded, err = devConfig(stdout, *devGRPC, *devHTTP, *devAPI)
 	} else {
 		loaded, err = server.LoadConfig(*configPath)
 	}
@@ -141,6 +142,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Warn("gRPC listens on a non-loopback address without TLS: tokens and tickets cross the network in clear; set grpc.tls",
 			zap.String("grpc", srv.GRPCAddr()))
 	}
+	if a := loaded.Config.HTTPAPI; a != nil && a.TLS == nil && !isLoopback(srv.APIAddr()) {
+		log.Warn("the HTTP API listens on a non-loopback address without TLS: tokens and tickets cross the network in clear; set http_api.tls",
+			zap.String("http_api", srv.APIAddr()))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -176,13 +181,13 @@ func newLogger(w io.Writer, level zap.AtomicLevel) (log *zap.Logger, stop func()
 
 // devConfig makes the --dev config with a fresh key and token, and tells
 // the user how to call it.
-func devConfig(stdout io.Writer, grpcListen, httpListen string) (*server.Loaded, error) {
+func devConfig(stdout io.Writer, grpcListen, httpListen, apiListen string) (*server.Loaded, error) {
 	key, token := make([]byte, 32), make([]byte, 24)
 	rand.Read(key)
 	rand.Read(token)
 	tok := hex.EncodeToString(token)
 	cfg := server.DevConfig([]byte(hex.EncodeToString(key)), tok)
-	cfg.GRPC.Listen, cfg.HTTP.Listen = grpcListen, httpListen
+	cfg.GRPC.Listen, cfg.HTTP.Listen, cfg.HTTPAPI.Listen = grpcListen, httpListen, apiListen
 	loaded, err := server.Compile(cfg)
 	if err != nil {
 		return nil, err
@@ -201,7 +206,11 @@ Try it with grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "300s", "room_id": 1234, "privilege_map": 255}' %[3]s usersig.v1.UserSigService/GeneratePrivateMapKey
   curl -s http://%[4]s/metrics | grep ^usersig_
 
-`, server.DevSDKAppID, tok, addr, loaded.Config.HTTP.Listen)
+Or over HTTP/JSON (the OpenAPI document is at http://%[5]s/openapi.json):
+
+  curl -s -H "Authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "86400s"}' http://%[5]s/v1/usersig:generate
+
+`, server.DevSDKAppID, tok, addr, loaded.Config.HTTP.Listen, loaded.Config.HTTPAPI.Listen)
 	return loaded, nil
 }
 
