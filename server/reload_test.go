@@ -354,6 +354,7 @@ func TestStaticSettingsWarning(t *testing.T) {
 		{"a comment above reload", strings.Replace(noWatch, "reload:", "# reloaded every tick\n\n\nreload:", 1), false},
 		{"0s written as 0ms", strings.Replace(noWatch, "interval: 0s", "interval: 0ms", 1), false},
 		{"max_call_duration 5s written out", strings.Replace(noWatch, "listen: 127.0.0.1:0\nhttp:", "listen: 127.0.0.1:0\n  max_call_duration: 5000ms\nhttp:", 1), false},
+		{"http_api added", noWatch + "http_api: {listen: 127.0.0.1:0}\n", true},
 		{"max_call_duration changed", strings.Replace(noWatch, "listen: 127.0.0.1:0\nhttp:", "listen: 127.0.0.1:0\n  max_call_duration: 7s\nhttp:", 1), true},
 	} {
 		before := warnings()
