@@ -11,6 +11,7 @@ tools=(
   "buf github.com/bufbuild/buf/cmd/buf v1.75.0"
   "grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl v1.9.4"
   "ghz github.com/bojand/ghz/cmd/ghz v0.121.0"
+  "vegeta github.com/tsenart/vegeta/v12 v12.13.0"
   "staticcheck honnef.co/go/tools/cmd/staticcheck v0.8.2"
 )
 
