@@ -91,6 +91,9 @@ type httpAPI struct {
 	tls     *tls.Config // nil for plain HTTP
 	json    *runtime.JSONPb
 	refused *prometheus.CounterVec
+
+	admission *admission
+	metrics   *metrics
 }
 
 // Why the API refused a request before it became a call.
@@ -102,10 +105,10 @@ const (
 
 // newHTTPAPI builds the API: serverOpts are the gRPC server's options
 // that every transport shares (interceptors, limits, stats handlers);
-// admit is the admission's tap.
+// adm is the admission, whose tap admits the gateway's calls.
 func newHTTPAPI(cfg *HTTPAPIConfig, svc usersigv1.UserSigServiceServer, serverOpts []grpc.ServerOption,
-	admit tap.ServerInHandle, m *metrics, log *zap.Logger) (*httpAPI, error) {
-	a := &httpAPI{cfg: cfg, log: log, mem: bufconn.Listen(256 << 10)}
+	adm *admission, m *metrics, log *zap.Logger) (*httpAPI, error) {
+	a := &httpAPI{cfg: cfg, log: log, mem: bufconn.Listen(256 << 10), admission: adm, metrics: m}
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersig_http_api_refused_total",
 		Help: "HTTP API requests answered before they became a call: no_route, method_not_allowed, body_too_large. Calls are counted by the grpc_server_* metrics, as gRPC calls are.",
@@ -117,7 +120,7 @@ func newHTTPAPI(cfg *HTTPAPIConfig, svc usersigv1.UserSigServiceServer, serverOp
 
 	opts := append([]grpc.ServerOption{
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
-			return admit(withHTTPClient(ctx, info.Header, a.lis.Addr()), info)
+			return adm.tapHandle(withHTTPClient(ctx, info.Header, a.lis.Addr()), info)
 		}),
 		// One connection carries every HTTP call: the admission's pools
 		// bound them, not HTTP/2's stream limit.
@@ -280,13 +283,27 @@ func traceContextOnly(key string) (string, bool) {
 // noHeaders forwards no gRPC response metadata as HTTP headers.
 func noHeaders(string) (string, bool) { return "", false }
 
-// bodyLimit answers 413 to a body over maxAPIBody, and drops the headers
-// grpc-gateway would read beside Authorization: grpc-timeout (the
-// server's own deadlines apply).
+// bodyLimit refuses a POST without a caller's credentials before reading
+// its body, as the tap refuses a gRPC call from its headers (the tap
+// checks them again, under the policy in force then); answers 413 to a
+// body over maxAPIBody; and drops the header grpc-gateway would read
+// beside Authorization: grpc-timeout (the server's own deadlines apply).
 func (a *httpAPI) bodyLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Grpc-Timeout")
+		if r.Method == http.MethodPost {
+			if _, reason, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil); err != nil {
+				a.metrics.authFailure(reason)
+				a.admission.refusals.refused(withHTTPClient(r.Context(), metadata.MD{httpClientKey: {r.RemoteAddr}}, a.lis.Addr()), reason)
+				// Closing the connection spares reading the body, which
+				// net/http would otherwise do to keep it open.
+				w.Header().Set("Connection", "close")
+				a.writeStatus(w, http.StatusUnauthorized, status.Convert(err), "")
+				return
+			}
+		}
 		if r.ContentLength > maxAPIBody {
+			w.Header().Set("Connection", "close")
 			a.writeStatus(w, http.StatusRequestEntityTooLarge, errBodyTooLarge, apiBodyTooBig)
 			return
 		}

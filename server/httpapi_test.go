@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -229,6 +230,21 @@ func TestHTTPAPIErrors(t *testing.T) {
 	wantError(t, "bad user id", c.post(gen, `{"sdk_app_id": 1400000000, "user_id": "a b"}`, tokBackend), 400, codes.InvalidArgument, "user_id")
 	wantError(t, "ttl 0", c.post(gen, `{"sdk_app_id": 1400000000, "user_id": "u1", "ttl": "0s"}`, tokBackend), 400, codes.InvalidArgument, "ttl")
 	wantError(t, "no room", c.post("/v1/privatemapkey:generate", `{"sdk_app_id": 1400000000, "user_id": "u1", "privilege_map": 1}`, tokBackend), 400, codes.InvalidArgument, "room")
+
+	// Without credentials a POST is refused from its headers, before its
+	// body is read (as the tap refuses a gRPC call): the answer comes
+	// while the declared body has not been sent.
+	raw, err := net.Dial("tcp", ts.srv.APIAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(raw, "POST /v1/usersig:generate HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n")
+	line, err := bufio.NewReader(raw).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 401 ") {
+		t.Errorf("a POST without credentials and with its body unsent: %q %v, want 401 at once", line, err)
+	}
 
 	// The gateway's own: bodies that are not the request's JSON.
 	for _, tc := range []struct{ name, body, says string }{

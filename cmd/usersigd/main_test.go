@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -77,6 +78,7 @@ type proc struct {
 	stderr, stdout *output
 	grpcAddr       string
 	httpAddr       string
+	apiAddr        string
 	exited         chan error
 }
 
@@ -90,7 +92,7 @@ type output struct {
 	mu      sync.Mutex
 	buf     strings.Builder
 	partial string
-	serving chan [2]string
+	serving chan [3]string
 }
 
 func (o *output) Write(b []byte) (int, error) {
@@ -100,9 +102,12 @@ func (o *output) Write(b []byte) (int, error) {
 	lines := strings.Split(o.partial+string(b), "\n")
 	o.partial = lines[len(lines)-1]
 	for _, line := range lines[:len(lines)-1] {
-		var l struct{ Msg, GRPC, HTTP string }
+		var l struct {
+			Msg, GRPC, HTTP string
+			API             string `json:"http_api"`
+		}
 		if o.serving != nil && json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving" {
-			o.serving <- [2]string{l.GRPC, l.HTTP}
+			o.serving <- [3]string{l.GRPC, l.HTTP, l.API}
 			o.serving = nil
 		}
 	}
@@ -118,7 +123,7 @@ func (o *output) String() string {
 // start runs usersigd and waits for its "serving" line.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	serving := make(chan [2]string, 1)
+	serving := make(chan [3]string, 1)
 	p := &proc{cmd: exec.Command(bin, args...), exited: make(chan error, 1),
 		stderr: &output{serving: serving}, stdout: &output{}}
 	p.cmd.Stderr, p.cmd.Stdout = p.stderr, p.stdout
@@ -129,7 +134,7 @@ func start(t *testing.T, args ...string) *proc {
 	t.Cleanup(func() { p.cmd.Process.Kill() })
 	select {
 	case addrs := <-serving:
-		p.grpcAddr, p.httpAddr = addrs[0], addrs[1]
+		p.grpcAddr, p.httpAddr, p.apiAddr = addrs[0], addrs[1], addrs[2]
 	case err := <-p.exited:
 		t.Fatalf("usersigd exited before serving: %v\n%s", err, p.logs())
 	case <-time.After(15 * time.Second):
@@ -285,7 +290,7 @@ func TestStartupErrors(t *testing.T) {
 func TestDev(t *testing.T) {
 	// --dev serves on 127.0.0.1:50051 and :9090 (server.TestDevConfig);
 	// a test takes free ports instead.
-	p := start(t, "--dev", "--dev-listen", "127.0.0.1:0", "--dev-http-listen", "127.0.0.1:0")
+	p := start(t, "--dev", "--dev-listen", "127.0.0.1:0", "--dev-http-listen", "127.0.0.1:0", "--dev-api-listen", "127.0.0.1:0")
 	if host, _, _ := net.SplitHostPort(p.grpcAddr); host != "127.0.0.1" {
 		t.Errorf("--dev serves on %s, want loopback", p.grpcAddr)
 	}
@@ -303,6 +308,21 @@ func TestDev(t *testing.T) {
 	v, err := c.VerifyUserSig(bearer(m[1]), &usersigv1.VerifyUserSigRequest{UserId: "alice", UserSig: resp.UserSig})
 	if err != nil || !v.Valid {
 		t.Errorf("VerifyUserSig: %v %v", v, err)
+	}
+	// The HTTP/JSON API, as the banner's curl line calls it.
+	if !strings.Contains(banner, `curl -s -H "Authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "86400s"}' http://`) {
+		t.Errorf("the --dev banner lacks the curl command:\n%s", banner)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+p.apiAddr+"/v1/usersig:verify", strings.NewReader(`{"user_id": "alice", "user_sig": "`+resp.UserSig+`"}`))
+	req.Header.Set("Authorization", "Bearer "+m[1])
+	hresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("the HTTP API of --dev: %v", err)
+	}
+	body, _ := io.ReadAll(hresp.Body)
+	hresp.Body.Close()
+	if hresp.StatusCode != 200 || !strings.Contains(string(body), `"valid":true`) {
+		t.Errorf("POST /v1/usersig:verify on --dev: %d %s", hresp.StatusCode, body)
 	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	if code := p.wait(t); code != 0 {
