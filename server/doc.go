@@ -30,6 +30,12 @@
 //	service handlers (service.go) the app, the user id, the ttl; then the
 //	                              signer, the counter and the audit line
 //
+// The HTTP/JSON API (httpapi.go) is grpc-gateway calling the service over
+// an in-memory connection to a second grpc.Server built with the same tap
+// and interceptors, so an HTTP call takes the path above from its first
+// line; the gateway passes on only Authorization, the trace context and
+// the HTTP client's address.
+//
 // Errors a client sees are built in errors.go (and ratelimit.go): each
 // names the field or rule and never holds a key, a token or a ticket.
 // Server (server.go) wires the parts and runs them: listeners, health,
