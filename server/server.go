@@ -218,7 +218,7 @@ func (s *Server) buildGRPC() error {
 	s.admission.learn(s.grpc)
 	s.metrics.grpc.InitializeMetrics(s.grpc)
 	if a := s.cfg.HTTPAPI; a != nil {
-		api, err := newHTTPAPI(a, s.svc, shared, s.admission.tapHandle, s.metrics, s.log.Named("http_api"))
+		api, err := newHTTPAPI(a, s.svc, shared, s.admission, s.metrics, s.log.Named("http_api"))
 		if err != nil {
 			return err
 		}
