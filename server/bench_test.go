@@ -2,7 +2,9 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,13 +26,14 @@ import (
 // encoder, recovery, limits, auth), the handler and the audit line. Health
 // is the floor: the same server and transport with a trivial handler. The
 // difference between a method and Health is what this service adds.
+// HTTPGenerateUserSig is the same call through the HTTP/JSON API.
 func BenchmarkRPC(b *testing.B) {
 	dir := b.TempDir()
 	os.WriteFile(filepath.Join(dir, "primary.key"), []byte(keyPrimary), 0o600)
 	os.WriteFile(filepath.Join(dir, "old.key"), []byte(keyOld), 0o600)
 	b.Setenv("USERSIG_TEST_KEY_B", keyB)
 	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte(strings.ReplaceAll(strings.Replace(fixtureConfig, "interval: 50ms", "interval: 0s", 1), "{{dir}}", dir)), 0o600)
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(strings.Replace(apiConfig, "interval: 50ms", "interval: 0s", 1), "{{dir}}", dir)), 0o600)
 	l, err := server.LoadConfig(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -59,10 +62,28 @@ func BenchmarkRPC(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	genURL := "http://" + srv.APIAddr() + "/v1/usersig:generate"
 	for _, bc := range []struct {
 		name string
 		call func() error
 	}{
+		{"HTTPGenerateUserSig", func() error {
+			req, _ := http.NewRequest(http.MethodPost, genURL, strings.NewReader(`{"sdk_app_id": 1400000000, "user_id": "user_0001", "ttl": "86400s"}`))
+			req.Header.Set("Authorization", "Bearer "+tokBackend)
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("HTTP %d", resp.StatusCode)
+			}
+			return nil
+		}},
 		{"Health", func() error {
 			_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
 			return err
