@@ -60,3 +60,25 @@ func TestTracingFromEnvironment(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestTracingOverHTTP: the W3C trace context of an HTTP API request
+// reaches the call: its span continues the request's trace, and the call
+// log line carries the trace id.
+func TestTracingOverHTTP(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	ts := startServer(t, apiConfig, func(ts *testServer) { ts.stats = server.TracingHandler(tp) })
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	a := newAPIClient(ts, "http", nil).post("/v1/usersig:generate", `{"sdk_app_id": 1400000000, "user_id": "u1"}`, tokBackend,
+		"Traceparent: 00-"+traceID+"-00f067aa0ba902b7-01")
+	if a.code != 200 {
+		t.Fatalf("%d %s", a.code, a.raw)
+	}
+	waitFor(t, "the GenerateUserSig span", func() bool { return len(rec.Ended()) > 0 })
+	if got := rec.Ended()[0].SpanContext().TraceID().String(); got != traceID {
+		t.Errorf("the call's span is in trace %s, want the request's %s", got, traceID)
+	}
+	if lines := ts.logs.lines(`"grpc.method":"GenerateUserSig"`, `"trace_id":"`+traceID+`"`); len(lines) != 1 {
+		t.Errorf("no call log line with the request's trace_id:\n%s", ts.logs.String())
+	}
+}
