@@ -21,7 +21,11 @@ trap cleanup EXIT
 fail() { echo "examples: FAIL: $*" >&2; [ -f "$work/server.log" ] && tail -20 "$work/server.log" >&2; exit 1; }
 pass() { echo "examples: ok: $*"; }
 
-command -v curl >/dev/null || fail "curl is not installed (apt-get install curl)"
+if ! command -v curl >/dev/null; then # smoke.sh needs it too; a fresh Debian may lack it
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || fail "curl is not installed (apt-get install curl)"
+  echo "examples: installing curl with apt-get"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl) >/dev/null || fail "apt-get install curl"
+fi
 command -v node >/dev/null && command -v npm >/dev/null || fail "node and npm are not installed"
 
 # npm ci first, in the background: it needs only the lockfile. No install
