@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh: measure a real usersigd on loopback with ghz.
+# bench/run.sh: measure a real usersigd on loopback with ghz and vegeta.
 #
 #   bench/run.sh            full run (a few minutes): main table, sweep, RSS
 #   bench/run.sh --smoke    tiny run for CI (well under a minute after the
@@ -8,17 +8,18 @@
 #   bench/run.sh --out DIR  write results.json there instead of bench/out
 #
 # It builds usersigd from this tree, starts it with a throwaway key and
-# token on 127.0.0.1 (ports chosen by the kernel), drives it with ghz, reads
-# its RSS from /proc, prints a table and writes bench/out/results.json
-# (bench/out/smoke/ in smoke mode). Beside it, the main table also drives
-# bench/bare, a bare grpc-go server that answers UserSigService with
-# constant answers: the reference for what the API costs when the server
-# adds nothing. See bench/README.md.
+# token on 127.0.0.1 (ports chosen by the kernel), drives it with ghz (gRPC)
+# and vegeta (the HTTP/JSON API), reads its RSS from /proc, prints a table
+# and writes bench/out/results.json (bench/out/smoke/ in smoke mode). Beside
+# it, the main table also drives bench/bare, a bare grpc-go server that
+# answers UserSigService with constant answers: the reference for what the
+# API costs when the server adds nothing. See bench/README.md.
 #
 # Sizes can be overridden from the environment: BENCH_MAIN_N, BENCH_WARMUP_N,
 # BENCH_ROUNDS, BENCH_SWEEP_N, BENCH_SWEEP_C, BENCH_SWEEP_CONNS,
-# BENCH_IDLE_CONNS. BENCH_KEEP_WORK=1 keeps the temporary directory (server
-# log, raw ghz reports) for a look afterwards.
+# BENCH_IDLE_CONNS, BENCH_HTTP_DURATION, BENCH_HTTP_WARMUP. BENCH_KEEP_WORK=1
+# keeps the temporary directory (server log, raw reports) for a look
+# afterwards.
 set -euo pipefail
 
 APP=1400000000
@@ -28,7 +29,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODE=full
 OUT=
 
-usage() { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case $1 in
     --smoke) MODE=smoke ;;
@@ -47,7 +48,9 @@ if [[ $MODE == full ]]; then
   SWEEP_C=${BENCH_SWEEP_C:-"1 10 50 200"}
   SWEEP_CONNS=${BENCH_SWEEP_CONNS:-"1 4 100"}
   IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
-  MAX_RUN=120s                       # a bound on one ghz run, never reached in a sane run
+  HTTP_DURATION=${BENCH_HTTP_DURATION:-3s} # per vegeta run: about as many calls as ghz's -n at HTTP's rate
+  HTTP_WARMUP=${BENCH_HTTP_WARMUP:-1s}
+  MAX_RUN=120s                       # a bound on one ghz or vegeta run, never reached in a sane run
   OUT=${OUT:-$REPO/bench/out}
 else
   MAIN_N=${BENCH_MAIN_N:-500}
@@ -57,6 +60,8 @@ else
   SWEEP_C=${BENCH_SWEEP_C:-"1 10"}
   SWEEP_CONNS=${BENCH_SWEEP_CONNS:-"1 4"}
   IDLE_CONNS=${BENCH_IDLE_CONNS:-50}
+  HTTP_DURATION=${BENCH_HTTP_DURATION:-500ms}
+  HTTP_WARMUP=${BENCH_HTTP_WARMUP:-200ms}
   MAX_RUN=30s
   OUT=${OUT:-$REPO/bench/out/smoke}
 fi
@@ -119,12 +124,14 @@ shq() {
 
 command -v go >/dev/null || die "go is not on PATH"
 
-# The pinned ghz and grpcurl, in $REPO/.bin (.ci/tools.sh holds the versions).
+# The pinned ghz, grpcurl and vegeta, in $REPO/.bin (.ci/tools.sh holds the
+# versions).
 # shellcheck source=../.ci/tools.sh
 source "$REPO/.ci/tools.sh"
-install_tools ghz grpcurl >&2 || die "installing ghz and grpcurl"
+install_tools ghz grpcurl vegeta >&2 || die "installing ghz, grpcurl and vegeta"
 GHZ=$REPO/.bin/ghz
 GRPCURL=$REPO/.bin/grpcurl
+VEGETA=$REPO/.bin/vegeta
 modversion() { tool_version "$@"; }
 
 log "building usersigd and the bench helpers"
@@ -141,6 +148,8 @@ meta ghz_version "$(modversion "$GHZ")"
 meta ghz_path "$GHZ"
 meta grpcurl_version "$(modversion "$GRPCURL")"
 meta grpcurl_path "$GRPCURL"
+meta vegeta_version "$(modversion "$VEGETA")"
+meta vegeta_path "$VEGETA"
 meta git_commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 meta git_dirty "$([[ -n $(git -C "$REPO" --no-optional-locks status --porcelain 2>/dev/null) ]] && echo yes || echo no)"
 meta cmd_build "go build -o \$WORK/bin/ ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare"
@@ -155,6 +164,8 @@ cat >"$WORK/config.yaml" <<EOF
 grpc:
   listen: 127.0.0.1:0
 http:
+  listen: 127.0.0.1:0
+http_api:
   listen: 127.0.0.1:0
 shutdown: {delay: 0s, timeout: 10s}
 apps:
@@ -175,21 +186,24 @@ log "starting usersigd (log: JSON lines to $WORK/server.log)"
 "$WORK/bin/usersigd" --config "$WORK/config.yaml" 2>"$WORK/server.log" &
 SERVER_PID=$!
 meta cmd_server "usersigd --config \$WORK/config.yaml 2>\$WORK/server.log"
-GRPC_ADDR='' HTTP_ADDR=''
+GRPC_ADDR='' HTTP_ADDR='' API_ADDR=''
 for _ in $(seq 100); do
   kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "usersigd exited at start"; }
   line=$(grep -m1 '"msg":"serving"' "$WORK/server.log" || true)
   if [[ -n $line ]]; then
     GRPC_ADDR=$(sed -n 's/.*"grpc":"\([^"]*\)".*/\1/p' <<<"$line")
     HTTP_ADDR=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' <<<"$line")
+    API_ADDR=$(sed -n 's/.*"http_api":"\([^"]*\)".*/\1/p' <<<"$line")
     break
   fi
   sleep 0.1
 done
-[[ -n $GRPC_ADDR && -n $HTTP_ADDR ]] || { cat "$WORK/server.log" >&2; die "usersigd did not say it was serving within 10 s"; }
+[[ -n $GRPC_ADDR && -n $HTTP_ADDR && -n $API_ADDR ]] ||
+  { cat "$WORK/server.log" >&2; die "usersigd did not say it was serving gRPC, HTTP and the HTTP API within 10 s"; }
 meta grpc_addr "$GRPC_ADDR"
 meta http_addr "$HTTP_ADDR"
-log "usersigd pid $SERVER_PID serving gRPC on $GRPC_ADDR, HTTP on $HTTP_ADDR"
+meta api_addr "$API_ADDR"
+log "usersigd pid $SERVER_PID serving gRPC on $GRPC_ADDR, HTTP on $HTTP_ADDR, the HTTP API on $API_ADDR"
 
 # The reference: a bare grpc-go server whose UserSigService returns answers
 # made at start (bench/bare). Idle but for its own runs.
@@ -240,6 +254,41 @@ verdict=$("$GRPCURL" -plaintext -H "$AUTH" -d "$VERIFY_DATA" "$GRPC_ADDR" usersi
 meta verify_calls 1
 grep -q '"valid": *true' <<<"$verdict" || die "the minted ticket does not verify: $verdict"
 log "minted a ticket with grpcurl; it verifies"
+
+# http_call ADDR PATH [BODY] prints the body of a GET of PATH, or with BODY
+# of a POST of BODY with the token, and fails unless the answer is 200.
+# curl if present, else HTTP/1.0 over bash's /dev/tcp.
+http_call() {
+  local addr=$1 path=$2 body=${3-} resp
+  if command -v curl >/dev/null; then
+    if [[ -n $body ]]; then
+      curl -sS --fail-with-body -H "$AUTH" -H 'content-type: application/json' --data-binary "$body" "http://$addr$path"
+    else
+      curl -sS --fail-with-body "http://$addr$path"
+    fi
+    return
+  fi
+  exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}" || return 1
+  if [[ -n $body ]]; then
+    printf 'POST %s HTTP/1.0\r\nHost: %s\r\n%s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s' \
+      "$path" "$addr" "$AUTH" "${#body}" "$body" >&3
+  else
+    printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$path" "$addr" >&3
+  fi
+  resp=$(cat <&3)
+  exec 3>&-
+  sed '1,/^\r$/d' <<<"$resp"
+  [[ $resp == HTTP/1.?' 200 '* ]]
+}
+
+# The same ticket over the HTTP/JSON API, once, so that a broken API fails
+# here with its answer rather than as a count of errors.
+minted=$(http_call "$API_ADDR" /v1/usersig:generate "$GEN_DATA") || die "POST /v1/usersig:generate: $minted"
+grep -q '"userSig": *"[^"]' <<<"$minted" || die "no userSig in the HTTP API's answer: $minted"
+meta mint_calls 2
+# shellcheck disable=SC2016 # $TOKEN stands for the token in the record
+meta cmd_mint_http "$(shq curl -sS --fail-with-body -H 'authorization: Bearer $TOKEN' -H 'content-type: application/json' --data-binary "$GEN_DATA" "http://$API_ADDR/v1/usersig:generate")"
+log "minted a ticket over the HTTP API"
 
 sleep 1
 rss idle_start "$(status_kb VmRSS)"
@@ -304,12 +353,89 @@ ghz_run() {
   fi
 }
 
-RPCS=(floor gen verify pmk bfloor bgen)
+# --- vegeta ---------------------------------------------------------------
+
+# vegeta's targets: POST /v1/usersig:generate with the token (hgen), and the
+# HTTP floor, GET /healthz on the metrics listener: the same net/http
+# stack in the same process with a trivial handler, no auth, not logged
+# (hfloor). The token stays in a file of the temporary directory, not on a
+# command line.
+printf '%s' "$GEN_DATA" >"$WORK/gen.json"
+printf 'POST http://%s/v1/usersig:generate\n%s\nContent-Type: application/json\n@%s\n' \
+  "$API_ADDR" "$AUTH" "$WORK/gen.json" >"$WORK/hgen.targets"
+chmod 600 "$WORK/hgen.targets"
+printf 'GET http://%s/healthz\n' "$HTTP_ADDR" >"$WORK/hfloor.targets"
+# shellcheck disable=SC2016 # $TOKEN stands for the token in the record
+meta http_target_hgen "POST http://$API_ADDR/v1/usersig:generate, authorization: Bearer \$TOKEN, content-type: application/json, body $GEN_DATA"
+meta http_target_hfloor "GET http://$HTTP_ADDR/healthz"
+
+# vegeta_run PHASE RPC ROUND DURATION runs vegeta once, a closed loop like
+# ghz's: -rate 0 (no pacing: each worker sends its next request when its
+# answer is in) with MAIN_C workers from the start, over HTTP/1.1 with
+# keep-alive, so one connection a worker. It records the run in runs.tsv
+# as ghz_run does, with 0 for the request count (vegeta runs for a
+# duration; the report reads the count from vegeta's).
+vegeta_run() {
+  local phase=$1 rpc=$2 round=$3 duration=$4
+  local method file bin args t0 t1 cpu0 cpu1 cli_cpu rc=0 summary TIMEFORMAT='%U %S'
+  case $rpc in
+    hfloor) method='GET /healthz' ;;
+    hgen) method=usersig.v1.UserSigService/GenerateUserSig ;; # the call the route makes
+  esac
+  file="$phase-$rpc-r$round-c$MAIN_C-k$MAIN_C.json"
+  bin=${file%.json}.bin
+  # -max-body 0: answers are read to the end but not kept (ghz keeps none
+  # either); a failed one still records its HTTP status.
+  args=(attack -targets "$WORK/$rpc.targets" -rate 0 -workers "$MAIN_C" -max-workers "$MAIN_C"
+    -duration "$duration" -max-body 0 -output "$WORK/raw/$bin")
+  cpu0=$(server_cpu "$SERVER_PID")
+  t0=$(date +%s.%N)
+  # SIGINT makes vegeta stop and still write the results it has.
+  { time timeout -s INT -k 10s "$MAX_RUN" "$VEGETA" "${args[@]}" 2>"$WORK/raw/$file.stderr"; } 2>"$WORK/raw/$file.time" || rc=$?
+  t1=$(date +%s.%N)
+  cpu1=$(server_cpu "$SERVER_PID")
+  cli_cpu=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$WORK/raw/$file.time")
+  # vegeta's own summary, as JSON (the report reads it); no file when
+  # vegeta wrote no results.
+  "$VEGETA" report -type json -output "$WORK/raw/$file" "$WORK/raw/$bin" 2>>"$WORK/raw/$file.stderr" ||
+    rm -f "$WORK/raw/$file"
+  summary=$(sed -n 's/.*"requests":\([0-9]*\).*"status_codes":\({[^}]*}\).*/\1 requests, status \2/p' "$WORK/raw/$file" 2>/dev/null || true)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$rpc" "$method" "$round" "$MAIN_C" "$MAIN_C" 0 \
+    "$file" "$rc" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
+    "$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')" "${cli_cpu:-0}" \
+    "$(shq vegeta "${args[@]}" | sed "s|$WORK|\$WORK|g")" >>"$WORK/runs.tsv"
+  if ((rc != 0)); then
+    log "$phase $rpc round $round c=$MAIN_C: vegeta exited $rc: $(head -c 500 "$WORK/raw/$file.stderr")"
+  else
+    log "$phase $rpc round $round c=$MAIN_C ${duration}: ${summary:-?}"
+  fi
+}
+
+# load_run PHASE RPC ROUND N runs one RPC of the main table with its tool:
+# ghz with -n N, or vegeta for HTTP_WARMUP or HTTP_DURATION.
+load_run() {
+  local phase=$1 rpc=$2 round=$3 n=$4
+  case $rpc in
+    hfloor | hgen)
+      vegeta_run "$phase" "$rpc" "$round" "$([[ $phase == warmup ]] && echo "$HTTP_WARMUP" || echo "$HTTP_DURATION")"
+      ;;
+    *) ghz_run "$phase" "$rpc" "$round" "$MAIN_C" "$MAIN_CONNS" "$n" ;;
+  esac
+}
+
+# The main table's RPCs, in the order each round runs them: usersigd's over
+# gRPC, its GenerateUserSig over HTTP right after the gRPC one, the HTTP
+# floor, then the bare reference.
+RPCS=(floor gen hgen hfloor verify pmk bfloor bgen)
 meta main_c "$MAIN_C"
 meta main_conns "$MAIN_CONNS"
 meta main_n "$MAIN_N"
 meta warmup_n "$WARMUP_N"
 meta rounds "$ROUNDS"
+meta http_duration "$HTTP_DURATION"
+meta http_warmup "$HTTP_WARMUP"
+meta http_workers "$MAIN_C"
+meta order "${RPCS[*]}"
 meta max_run "$MAX_RUN"
 
 # --- 1. main table, with RSS sampled -----------------------------------
@@ -324,10 +450,10 @@ reset_peak
 ) >"$WORK/rss-samples" 2>/dev/null &
 SAMPLER_PID=$!
 
-log "main table: warm-up ($WARMUP_N per RPC), then $ROUNDS round(s) of ${RPCS[*]} with -n $MAIN_N"
-for rpc in "${RPCS[@]}"; do ghz_run warmup "$rpc" 0 "$MAIN_C" "$MAIN_CONNS" "$WARMUP_N"; done
+log "main table: warm-up ($WARMUP_N per gRPC RPC, $HTTP_WARMUP per HTTP one), then $ROUNDS round(s) of ${RPCS[*]} with -n $MAIN_N (vegeta: $HTTP_DURATION)"
+for rpc in "${RPCS[@]}"; do load_run warmup "$rpc" 0 "$WARMUP_N"; done
 for round in $(seq "$ROUNDS"); do
-  for rpc in "${RPCS[@]}"; do ghz_run main "$rpc" "$round" "$MAIN_C" "$MAIN_CONNS" "$MAIN_N"; done
+  for rpc in "${RPCS[@]}"; do load_run main "$rpc" "$round" "$MAIN_N"; done
 done
 stop "$SAMPLER_PID"
 SAMPLER_PID=
@@ -388,15 +514,7 @@ rss hwm_reset "$HWM_RESET"
 
 # --- the server's view, then stop it -----------------------------------
 
-if command -v curl >/dev/null; then
-  curl -fsS "http://$HTTP_ADDR/metrics" >"$WORK/metrics.txt" || log "could not read /metrics"
-else
-  # No curl: plain HTTP/1.0 over bash's /dev/tcp.
-  exec 3<>"/dev/tcp/${HTTP_ADDR%:*}/${HTTP_ADDR##*:}"
-  printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$HTTP_ADDR" >&3
-  sed '1,/^\r$/d' <&3 >"$WORK/metrics.txt"
-  exec 3>&-
-fi
+http_call "$HTTP_ADDR" /metrics >"$WORK/metrics.txt" || log "could not read /metrics"
 stop "$SERVER_PID"
 SERVER_PID=
 

@@ -6,9 +6,12 @@
 //
 // DIR (run.sh's temporary directory) holds:
 //
-//	runs.tsv       one line per ghz run: phase, rpc, method, round, c,
-//	               connections, n, raw file, ghz exit code, wall seconds, command
-//	raw/*.json     ghz's JSON reports (-O json)
+//	runs.tsv       one line per ghz or vegeta run: phase, rpc, method, round,
+//	               c, connections, n (0 for vegeta, which runs for a
+//	               duration), raw file, exit code, wall seconds, server CPU
+//	               seconds, the load generator's CPU seconds, command
+//	raw/*.json     ghz's JSON reports (-O json), vegeta's summaries
+//	               (vegeta report -type json)
 //	meta.tsv       key, value: machine, versions, commands, settings
 //	rss.tsv        key, value: RSS readings in KiB and fd counts
 //	rss-samples    VmRSS in KiB sampled during the main load, one per line
@@ -58,6 +61,29 @@ var rpcs = []rpcDef{
 	{"pmk", "usersig.v1.UserSigService/GeneratePrivateMapKey", "GeneratePrivateMapKey"},
 }
 
+// The HTTP/JSON API's runs, driven by vegeta in the same rounds: usersigd's
+// GenerateUserSig through POST /v1/usersig:generate against the HTTP
+// floor, GET /healthz on the metrics listener (the same net/http stack in
+// the same process, a trivial handler, no auth, not logged). hgen's method
+// is the gRPC method the route calls, as the server's log and metrics
+// count it.
+var httpRPCs = []rpcDef{
+	{"hfloor", "GET /healthz", "HTTP GET /healthz (floor)"},
+	{"hgen", "usersig.v1.UserSigService/GenerateUserSig", "HTTP GenerateUserSig"},
+}
+
+// httpRoute is the route hgen drives.
+const httpRoute = "POST /v1/usersig:generate"
+
+// goalHTTPRatio is the HTTP API's GenerateUserSig rps at least this
+// fraction of the gRPC one's (issue 13).
+const goalHTTPRatio = 0.60
+
+// isVegeta tells the HTTP API's runs (vegeta) from ghz's.
+func isVegeta(key string) bool {
+	return slices.ContainsFunc(httpRPCs, func(d rpcDef) bool { return d.key == key })
+}
+
 // The reference's RPCs, run in the same rounds after usersigd's: bench/bare,
 // a bare grpc-go server whose GenerateUserSig returns an answer made at
 // start, against its own health check.
@@ -95,26 +121,29 @@ func main() {
 	}
 }
 
-// Run is one ghz run and what it reported.
+// Run is one ghz or vegeta run and what it reported.
 type Run struct {
-	Phase       string  `json:"phase"` // warmup, main or sweep
-	RPC         string  `json:"rpc"`   // floor, gen, verify or pmk
-	Method      string  `json:"method"`
-	Round       int     `json:"round"`
-	Concurrency int     `json:"concurrency"`
-	Connections int     `json:"connections"`
+	Phase       string `json:"phase"` // warmup, main or sweep
+	RPC         string `json:"rpc"`   // floor, gen, verify, pmk, hfloor, hgen, bfloor or bgen
+	Tool        string `json:"tool"`  // ghz or vegeta
+	Method      string `json:"method"`
+	Round       int    `json:"round"`
+	Concurrency int    `json:"concurrency"`
+	Connections int    `json:"connections"`
+	// Requests is ghz's -n; for vegeta, which runs for a duration, the
+	// requests it made.
 	Requests    int     `json:"requests"`
 	Raw         string  `json:"raw"`
-	GhzExit     int     `json:"ghz_exit"`
+	Exit        int     `json:"exit"` // the tool's exit code
 	WallSeconds float64 `json:"wall_seconds"`
 	Command     string  `json:"command"`
 	// CPU time over the run: the server's (from /proc/PID/stat, 10 ms
-	// ticks) and ghz's own (user + system).
+	// ticks) and the load generator's own (user + system).
 	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
-	GhzCPUSeconds    float64 `json:"ghz_cpu_seconds"`
+	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
 	ServerCPUPerCall float64 `json:"server_cpu_us_per_call"`
 
-	EndReason   string         `json:"end_reason"`
+	EndReason   string         `json:"end_reason,omitempty"` // ghz's
 	Count       int            `json:"count"`
 	RPS         float64        `json:"rps"`
 	AvgMs       float64        `json:"avg_ms"`
@@ -123,8 +152,9 @@ type Run struct {
 	P99Ms       float64        `json:"p99_ms"`
 	SlowestMs   float64        `json:"slowest_ms"`
 	StatusCodes map[string]int `json:"status_codes"`
-	ErrorKinds  map[string]int `json:"error_kinds,omitempty"`
-	Errors      int            `json:"errors"` // responses whose status is not OK
+	ErrorKinds  map[string]int `json:"error_kinds,omitempty"`    // ghz's, with counts
+	ErrorTexts  []string       `json:"error_messages,omitempty"` // vegeta's, without
+	Errors      int            `json:"errors"`                   // responses whose status is not OK (HTTP: not 200)
 	Problem     string         `json:"problem,omitempty"`
 }
 
@@ -143,6 +173,25 @@ type ghzReport struct {
 		Percentage int   `json:"percentage"`
 		Latency    int64 `json:"latency"`
 	} `json:"latencyDistribution"`
+}
+
+// vegetaReport is the part of vegeta's JSON summary (vegeta report -type
+// json) that is read. Durations are nanoseconds; latencies count every
+// response, failed ones too. duration runs from the first request sent to
+// the last one, wait from the last one to its answer.
+type vegetaReport struct {
+	Latencies struct {
+		Mean int64 `json:"mean"`
+		P50  int64 `json:"50th"`
+		P90  int64 `json:"90th"`
+		P99  int64 `json:"99th"`
+		Max  int64 `json:"max"`
+	} `json:"latencies"`
+	Duration    int64          `json:"duration"`
+	Wait        int64          `json:"wait"`
+	Requests    int            `json:"requests"`
+	StatusCodes map[string]int `json:"status_codes"`
+	Errors      []string       `json:"errors"`
 }
 
 func ms(ns int64) float64 { return float64(ns) / 1e6 }
@@ -203,15 +252,18 @@ func report(work, mode string) (Results, error) {
 		Server:   serverInfo(meta, work),
 		Commands: commands(meta),
 		Notes: []string{
-			"ghz runs on the same machine as usersigd and competes with it for the " + meta["nproc"] + " CPUs: absolute rps and latencies are lower bounds of what the server alone could do, and the ratios to the floor (a health check on the same server) are the figures to compare.",
+			"ghz and vegeta run on the same machine as usersigd and compete with it for the " + meta["nproc"] + " CPUs: absolute rps and latencies are lower bounds of what the server alone could do, and the ratios to the floor (a health check on the same server) are the figures to compare.",
 			"rps is ghz's count/total (every response, OK or not); latencies are of OK responses only (ghz leaves errors out of them without --count-errors).",
+			"The HTTP/JSON API is driven by vegeta in the same rounds, right after gRPC GenerateUserSig: a closed loop of as many workers as ghz's -c (-rate 0), each with its own HTTP/1.1 keep-alive connection, for a duration rather than a count; its rps is every response over the time from the first request to the last answer, its latencies count every response, and any answer but 200 is an error.",
 			"The main table's figures are medians across interleaved rounds; every run opens fresh connections and resolves the method by server reflection once before its calls.",
 			"Logging is on as in production: one JSON line per UserSigService call and one audit line per minted ticket, written to a file.",
 		},
 		Runs: runs,
 	}
+	res.Order = strings.Fields(meta["order"])
 	res.Main = mainTable(runs, meta, rpcs)
 	res.Bare = mainTable(runs, meta, bareRPCs)
+	res.HTTP = httpTable(runs, meta, res.Main)
 	res.Sweep = sweepTable(runs, meta)
 	res.RSS = rssFigures(work, rss)
 	res.Checks = checks(runs, meta, work)
@@ -238,8 +290,10 @@ type Results struct {
 	Server          map[string]any    `json:"server"`
 	Commands        map[string]string `json:"commands"`
 	Notes           []string          `json:"notes"`
+	Order           []string          `json:"order"` // of the RPCs in each round
 	Main            MainTable         `json:"main"`
 	Bare            MainTable         `json:"bare_reference"`
+	HTTP            HTTPTable         `json:"http_api"`
 	Sweep           SweepTable        `json:"sweep"`
 	RSS             RSSFigures        `json:"rss"`
 	Goals           []Goal            `json:"goals"`
@@ -249,7 +303,7 @@ type Results struct {
 
 func machine(meta map[string]string) map[string]string {
 	m := map[string]string{}
-	for _, k := range []string{"nproc", "cpu_model", "kernel", "go_version", "ghz_version", "ghz_path", "grpcurl_version", "grpcurl_path", "hostname_hash"} {
+	for _, k := range []string{"nproc", "cpu_model", "kernel", "go_version", "ghz_version", "ghz_path", "grpcurl_version", "grpcurl_path", "vegeta_version", "vegeta_path", "hostname_hash"} {
 		if v, ok := meta[k]; ok {
 			m[k] = v
 		}
@@ -261,6 +315,7 @@ func serverInfo(meta map[string]string, work string) map[string]any {
 	s := map[string]any{
 		"grpc_addr": meta["grpc_addr"],
 		"http_addr": meta["http_addr"],
+		"api_addr":  meta["api_addr"],
 	}
 	if b, err := os.ReadFile(filepath.Join(work, "config.yaml")); err == nil {
 		s["config"] = string(b)
@@ -316,26 +371,35 @@ func readRuns(work string) ([]Run, error) {
 		}
 		atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
 		atof := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
+		tool := "ghz"
+		if isVegeta(f[1]) {
+			tool = "vegeta"
+		}
 		runs = append(runs, Run{
-			Phase: f[0], RPC: f[1], Method: f[2], Round: atoi(f[3]),
+			Phase: f[0], RPC: f[1], Tool: tool, Method: f[2], Round: atoi(f[3]),
 			Concurrency: atoi(f[4]), Connections: atoi(f[5]), Requests: atoi(f[6]),
-			Raw: f[7], GhzExit: atoi(f[8]), WallSeconds: atof(f[9]),
-			ServerCPUSeconds: atof(f[10]), GhzCPUSeconds: atof(f[11]), Command: f[12],
+			Raw: f[7], Exit: atoi(f[8]), WallSeconds: atof(f[9]),
+			ServerCPUSeconds: atof(f[10]), ClientCPUSeconds: atof(f[11]), Command: f[12],
 		})
 	}
 	return runs, sc.Err()
 }
 
-// loadRun reads a run's ghz report and fills in its figures and problem.
+// loadRun reads a run's ghz report or vegeta summary and fills in its
+// figures and problem.
 func loadRun(work string, r *Run) {
 	b, err := os.ReadFile(filepath.Join(work, "raw", r.Raw))
 	if err != nil || len(bytes.TrimSpace(b)) == 0 {
-		r.Problem = fmt.Sprintf("ghz exited %d and wrote no report", r.GhzExit)
+		r.Problem = fmt.Sprintf("%s exited %d and wrote no report", r.Tool, r.Exit)
+		return
+	}
+	if r.Tool == "vegeta" {
+		loadVegeta(b, r)
 		return
 	}
 	var g ghzReport
 	if err := json.Unmarshal(b, &g); err != nil {
-		r.Problem = fmt.Sprintf("ghz exited %d; its report does not parse: %v", r.GhzExit, err)
+		r.Problem = fmt.Sprintf("ghz exited %d; its report does not parse: %v", r.Exit, err)
 		return
 	}
 	r.EndReason, r.Count, r.RPS = g.EndReason, g.Count, g.RPS
@@ -359,12 +423,7 @@ func loadRun(work string, r *Run) {
 			r.Errors += n
 		}
 	}
-	var p []string
-	if r.GhzExit == 124 {
-		p = append(p, "ghz ran past the harness's time bound and was stopped (exit 124)")
-	} else if r.GhzExit != 0 {
-		p = append(p, fmt.Sprintf("ghz exited %d", r.GhzExit))
-	}
+	p := exitProblems(r)
 	if g.EndReason != "normal" {
 		p = append(p, fmt.Sprintf("ghz ended for %q, not \"normal\"", g.EndReason))
 	}
@@ -373,6 +432,64 @@ func loadRun(work string, r *Run) {
 	}
 	if r.Errors > 0 {
 		p = append(p, fmt.Sprintf("%d calls errored: %s", r.Errors, codes(g.StatusCodeDistribution)))
+	}
+	r.Problem = strings.Join(p, "; ")
+}
+
+// okCount is the run's successful calls: OK for ghz, HTTP 200 for vegeta.
+func (r *Run) okCount() int {
+	if r.Tool == "vegeta" {
+		return r.StatusCodes["200"]
+	}
+	return r.StatusCodes["OK"]
+}
+
+// exitProblems is what a run's exit code says is wrong with it.
+func exitProblems(r *Run) []string {
+	switch r.Exit {
+	case 0:
+		return nil
+	case 124:
+		return []string{r.Tool + " ran past the harness's time bound and was stopped (exit 124)"}
+	default:
+		return []string{fmt.Sprintf("%s exited %d", r.Tool, r.Exit)}
+	}
+}
+
+// loadVegeta fills in a vegeta run from its summary. Its rps is as ghz's:
+// every response over the time from the first request to the last answer.
+// An answer is an error unless it is 200 (status "0" is a request that
+// got no answer: refused, reset, timed out).
+func loadVegeta(b []byte, r *Run) {
+	var v vegetaReport
+	if err := json.Unmarshal(b, &v); err != nil {
+		r.Problem = fmt.Sprintf("vegeta exited %d; its summary does not parse: %v", r.Exit, err)
+		return
+	}
+	r.Count, r.Requests = v.Requests, v.Requests
+	if total := v.Duration + v.Wait; total > 0 {
+		r.RPS = float64(v.Requests) / (float64(total) / 1e9)
+	}
+	if v.Requests > 0 {
+		r.ServerCPUPerCall = r.ServerCPUSeconds / float64(v.Requests) * 1e6
+	}
+	r.AvgMs, r.P50Ms, r.P90Ms, r.P99Ms, r.SlowestMs = ms(v.Latencies.Mean), ms(v.Latencies.P50), ms(v.Latencies.P90), ms(v.Latencies.P99), ms(v.Latencies.Max)
+	r.StatusCodes, r.ErrorTexts = v.StatusCodes, v.Errors
+	for code, n := range v.StatusCodes {
+		if code != "200" {
+			r.Errors += n
+		}
+	}
+	p := exitProblems(r)
+	if v.Requests == 0 {
+		p = append(p, "no requests made")
+	}
+	if r.Errors > 0 {
+		e := fmt.Sprintf("%d calls errored: HTTP status %s", r.Errors, codes(v.StatusCodes))
+		if len(v.Errors) > 0 {
+			e += fmt.Sprintf(" (%q)", strings.Join(v.Errors, "; "))
+		}
+		p = append(p, e)
 	}
 	r.Problem = strings.Join(p, "; ")
 }
@@ -403,7 +520,7 @@ func codes(m map[string]int) string {
 }
 
 func label(key string) string {
-	for _, r := range slices.Concat(rpcs, bareRPCs) {
+	for _, r := range slices.Concat(rpcs, httpRPCs, bareRPCs) {
 		if r.key == key {
 			return r.label
 		}
@@ -437,10 +554,11 @@ type MainRow struct {
 	// run), then the median: less sensitive to drift between rounds.
 	RoundRPSRatio float64 `json:"rps_ratio_to_floor_per_round_median"`
 	RoundP99Ratio float64 `json:"p99_ratio_to_floor_per_round_median"`
-	// CPU: the server's microseconds per call and ghz's cores in use,
-	// medians across rounds. They show what the 2 CPUs went to.
+	// CPU: the server's microseconds per call and the load generator's
+	// cores in use, medians across rounds. They show what the 2 CPUs went
+	// to.
 	ServerCPUPerCall float64    `json:"server_cpu_us_per_call_median"`
-	GhzCores         float64    `json:"ghz_cpu_cores_median"`
+	ClientCores      float64    `json:"client_cpu_cores_median"`
 	PerRound         []RoundFig `json:"per_round"`
 	RPSSpread        [2]float64 `json:"rps_min_max"`
 }
@@ -455,7 +573,7 @@ type RoundFig struct {
 	RPSRatio         float64 `json:"rps_ratio_to_floor"`
 	P99Ratio         float64 `json:"p99_ratio_to_floor"`
 	ServerCPUPerCall float64 `json:"server_cpu_us_per_call"`
-	GhzCores         float64 `json:"ghz_cpu_cores"`
+	ClientCores      float64 `json:"client_cpu_cores"`
 }
 
 func median(xs []float64) float64 {
@@ -516,7 +634,7 @@ func mainTable(runs []Run, meta map[string]string, defs []rpcDef) MainTable {
 			}
 			f := RoundFig{Round: r.Round, RPS: r.RPS, P50Ms: r.P50Ms, P99Ms: r.P99Ms, Errors: r.Errors,
 				RPSRatio: ratio(r.RPS, floorOf[r.Round].RPS), P99Ratio: ratio(r.P99Ms, floorOf[r.Round].P99Ms),
-				ServerCPUPerCall: r.ServerCPUPerCall, GhzCores: ratio(r.GhzCPUSeconds, r.WallSeconds)}
+				ServerCPUPerCall: r.ServerCPUPerCall, ClientCores: ratio(r.ClientCPUSeconds, r.WallSeconds)}
 			row.Runs++
 			row.Errors += r.Errors
 			row.PerRound = append(row.PerRound, f)
@@ -524,7 +642,7 @@ func mainTable(runs []Run, meta map[string]string, defs []rpcDef) MainTable {
 				rps = append(rps, r.RPS)
 				rr = append(rr, f.RPSRatio)
 				cpu = append(cpu, f.ServerCPUPerCall)
-				cores = append(cores, f.GhzCores)
+				cores = append(cores, f.ClientCores)
 			}
 			if r.P99Ms > 0 {
 				p50 = append(p50, r.P50Ms)
@@ -534,7 +652,7 @@ func mainTable(runs []Run, meta map[string]string, defs []rpcDef) MainTable {
 		}
 		row.RPS, row.P50Ms, row.P99Ms = median(rps), median(p50), median(p99)
 		row.RoundRPSRatio, row.RoundP99Ratio = median(rr), median(pr)
-		row.ServerCPUPerCall, row.GhzCores = median(cpu), median(cores)
+		row.ServerCPUPerCall, row.ClientCores = median(cpu), median(cores)
 		if len(rps) > 0 {
 			s := append([]float64(nil), rps...)
 			sort.Float64s(s)
@@ -547,6 +665,88 @@ func mainTable(runs []Run, meta map[string]string, defs []rpcDef) MainTable {
 		t.RPCs[i].RPSRatio = ratio(t.RPCs[i].RPS, floor.RPS)
 		t.RPCs[i].P99Ratio = ratio(t.RPCs[i].P99Ms, floor.P99Ms)
 	}
+	return t
+}
+
+// HTTPTable is the HTTP/JSON API's runs (vegeta) against the HTTP floor,
+// and its GenerateUserSig against the gRPC one of the same rounds.
+type HTTPTable struct {
+	Ran      bool       `json:"ran"` // any HTTP run in the main table
+	Route    string     `json:"route"`
+	Tool     string     `json:"tool"`
+	Workers  int        `json:"workers"`  // requests in flight, each on its own HTTP/1.1 connection
+	Duration string     `json:"duration"` // of each main run
+	Warmup   string     `json:"warmup_duration"`
+	Table    MainTable  `json:"table"` // hfloor, hgen; ratios to hfloor
+	VsGRPC   HTTPvsGRPC `json:"vs_grpc_generate_user_sig"`
+}
+
+// HTTPvsGRPC compares GenerateUserSig over HTTP and over gRPC, medians
+// across rounds.
+type HTTPvsGRPC struct {
+	HTTPRPS  float64 `json:"http_rps_median"`
+	GRPCRPS  float64 `json:"grpc_rps_median"`
+	RPSRatio float64 `json:"rps_ratio_http_to_grpc"` // of the medians
+	// The ratio taken within each round (HTTP's run right after gRPC's),
+	// then the median.
+	RoundRPSRatio float64   `json:"rps_ratio_http_to_grpc_per_round_median"`
+	PerRound      []float64 `json:"rps_ratio_http_to_grpc_per_round"`
+	HTTPP50Ms     float64   `json:"http_p50_ms_median"`
+	GRPCP50Ms     float64   `json:"grpc_p50_ms_median"`
+	HTTPP99Ms     float64   `json:"http_p99_ms_median"`
+	GRPCP99Ms     float64   `json:"grpc_p99_ms_median"`
+	P99Ratio      float64   `json:"p99_ratio_http_to_grpc"`
+	HTTPErrors    int       `json:"http_errors"`
+	GRPCErrors    int       `json:"grpc_errors"`
+	// The server's CPU time a call on each path, and the difference: what
+	// the HTTP path costs the server over a gRPC call.
+	HTTPServerCPUPerCall  float64 `json:"http_server_cpu_us_per_call_median"`
+	GRPCServerCPUPerCall  float64 `json:"grpc_server_cpu_us_per_call_median"`
+	ExtraServerCPUPerCall float64 `json:"http_extra_server_cpu_us_per_call"`
+}
+
+func httpTable(runs []Run, meta map[string]string, grpcMain MainTable) HTTPTable {
+	t := HTTPTable{
+		Route:    httpRoute,
+		Workers:  atoiMeta(meta, "http_workers"),
+		Duration: meta["http_duration"],
+		Warmup:   meta["http_warmup"],
+		Table:    mainTable(runs, meta, httpRPCs),
+	}
+	t.Tool = fmt.Sprintf("vegeta attack -rate 0 -workers %d -max-workers %d -duration %s", t.Workers, t.Workers, t.Duration)
+	t.Table.Concurrency, t.Table.Connections, t.Table.Requests = t.Workers, t.Workers, 0
+	var h, g MainRow
+	for _, r := range t.Table.RPCs {
+		t.Ran = t.Ran || r.Runs > 0
+		if r.RPC == "hgen" {
+			h = r
+		}
+	}
+	for _, r := range grpcMain.RPCs {
+		if r.RPC == "gen" {
+			g = r
+		}
+	}
+	v := HTTPvsGRPC{
+		HTTPRPS: h.RPS, GRPCRPS: g.RPS, RPSRatio: ratio(h.RPS, g.RPS),
+		HTTPP50Ms: h.P50Ms, GRPCP50Ms: g.P50Ms, HTTPP99Ms: h.P99Ms, GRPCP99Ms: g.P99Ms, P99Ratio: ratio(h.P99Ms, g.P99Ms),
+		HTTPErrors: h.Errors, GRPCErrors: g.Errors,
+		HTTPServerCPUPerCall: h.ServerCPUPerCall, GRPCServerCPUPerCall: g.ServerCPUPerCall,
+	}
+	if h.ServerCPUPerCall > 0 && g.ServerCPUPerCall > 0 {
+		v.ExtraServerCPUPerCall = h.ServerCPUPerCall - g.ServerCPUPerCall
+	}
+	grpcOf := map[int]float64{}
+	for _, f := range g.PerRound {
+		grpcOf[f.Round] = f.RPS
+	}
+	for _, f := range h.PerRound {
+		if q := ratio(f.RPS, grpcOf[f.Round]); q > 0 {
+			v.PerRound = append(v.PerRound, q)
+		}
+	}
+	v.RoundRPSRatio = median(v.PerRound)
+	t.VsGRPC = v
 	return t
 }
 
@@ -705,7 +905,7 @@ func checks(runs []Run, meta map[string]string, work string) []Check {
 		if isBare(r.RPC) {
 			continue // another server: not in usersigd's log or metrics
 		}
-		ok[r.Method] += r.StatusCodes["OK"]
+		ok[r.Method] += r.okCount()
 		calls[r.Method] += r.Count
 	}
 	// grpcurl's calls before the runs: one to mint the ticket, one to check it.
@@ -885,6 +1085,9 @@ func goals(res Results) []Goal {
 			Goal{label(row.RPC) + " p99 vs floor", fmt.Sprintf("<= %.2fx", goalP99Ratio), row.P99Ratio, row.P99Ratio > 0 && row.P99Ratio <= goalP99Ratio, ""},
 		)
 	}
+	if v := res.HTTP.VsGRPC; res.HTTP.Ran {
+		g = append(g, Goal{"HTTP GenerateUserSig rps vs gRPC's", fmt.Sprintf(">= %.2f", goalHTTPRatio), v.RPSRatio, v.RPSRatio >= goalHTTPRatio, ""})
+	}
 	errs := 0
 	for _, r := range res.Runs {
 		errs += r.Errors
@@ -919,7 +1122,7 @@ func yes(b bool) string {
 func printTable(w io.Writer, res Results) {
 	m := res.Machine
 	fmt.Fprintf(w, "usersigd benchmark, %s mode, %s\n", res.Mode, res.Date)
-	fmt.Fprintf(w, "machine: %s CPUs (%s), %s, %s, ghz %s\n", m["nproc"], m["cpu_model"], m["kernel"], m["go_version"], m["ghz_version"])
+	fmt.Fprintf(w, "machine: %s CPUs (%s), %s, %s, ghz %s, vegeta %s\n", m["nproc"], m["cpu_model"], m["kernel"], m["go_version"], m["ghz_version"], m["vegeta_version"])
 	fmt.Fprintf(w, "source:  %s%s\n", res.Source["git_commit"], map[bool]string{true: " + uncommitted changes", false: ""}[res.Source["git_dirty"] == "yes"])
 	fmt.Fprintf(w, "NOTE: ghz runs on the same %s CPUs as usersigd and competes with it for CPU; compare the ratios to the floor, not absolute figures.\n", m["nproc"])
 	if res.Mode == "smoke" {
@@ -931,10 +1134,24 @@ func printTable(w io.Writer, res Results) {
 	if len(res.Bare.Order) > 0 {
 		order += ", then the reference's " + strings.Join(res.Bare.Order, ", ")
 	}
+	if o := res.Order; len(o) > 0 {
+		order = strings.Join(o, ", ") // as run.sh ran them
+	}
 	fmt.Fprintf(w, "\nMain table: ghz -c %d --connections %d -n %d, %d round(s) interleaved (%s), after a %d-request warm-up per RPC; medians across rounds\n",
 		mt.Concurrency, mt.Connections, mt.Requests, mt.Rounds, order, mt.Warmup)
 	printRows(w, mt)
-	fmt.Fprintln(w, "(first row: the floor, Health/Check. srv us/call: the server's CPU time per call; ghz CPUs: the cores ghz itself kept busy)")
+	fmt.Fprintln(w, "(first row: the floor, Health/Check. srv us/call: the server's CPU time per call; client CPUs: the cores the load generator itself kept busy)")
+	if h := res.HTTP; h.Ran {
+		fmt.Fprintf(w, "\nHTTP/JSON API, in the same rounds: %s (a closed loop like ghz's: %d requests in flight, each on its own HTTP/1.1 keep-alive connection), after a %s warm-up\n",
+			h.Tool, h.Workers, h.Warmup)
+		printRows(w, h.Table)
+		v := h.VsGRPC
+		fmt.Fprintf(w, "(floor here: GET /healthz on the metrics listener, the same net/http stack with a trivial handler; HTTP GenerateUserSig is %s)\n", h.Route)
+		fmt.Fprintf(w, "HTTP vs gRPC GenerateUserSig: rps %s vs %s = %s (per round, median: %s; goal >= %.2f); p50 %s vs %s ms; p99 %s vs %s ms (%s); errors %d vs %d; server CPU %s vs %s us/call (%s more over HTTP)\n",
+			num("%.0f", v.HTTPRPS), num("%.0f", v.GRPCRPS), num("%.2f", v.RPSRatio), num("%.2f", v.RoundRPSRatio), goalHTTPRatio,
+			num("%.2f", v.HTTPP50Ms), num("%.2f", v.GRPCP50Ms), num("%.2f", v.HTTPP99Ms), num("%.2f", v.GRPCP99Ms), num("%.2fx", v.P99Ratio),
+			v.HTTPErrors, v.GRPCErrors, num("%.0f", v.HTTPServerCPUPerCall), num("%.0f", v.GRPCServerCPUPerCall), num("%+.0f", v.ExtraServerCPUPerCall))
+	}
 	if len(res.Bare.RPCs) > 0 {
 		fmt.Fprintf(w, "\nReference, in the same rounds: bench/bare, a bare grpc-go server (no interceptors, auth or logs) whose GenerateUserSig returns an answer made at start\n")
 		printRows(w, res.Bare)
@@ -985,23 +1202,23 @@ func printTable(w io.Writer, res Results) {
 			fmt.Fprintln(w, "  - "+p)
 		}
 	} else {
-		fmt.Fprintf(w, "\nAll %d ghz runs completed with zero errors.\n", len(res.Runs))
+		fmt.Fprintf(w, "\nAll %d runs (ghz and vegeta) completed with zero errors.\n", len(res.Runs))
 	}
 }
 
 // printRows prints a main table's rows.
 func printRows(w io.Writer, mt MainTable) {
-	fmt.Fprintf(w, "%-25s %7s %7s %7s %6s %9s %9s %8s %5s  %s\n",
-		"RPC", "rps", "p50 ms", "p99 ms", "errors", "rps/floor", "p99/floor", "srv us/", "ghz", "rps per round")
-	fmt.Fprintf(w, "%-25s %7s %7s %7s %6s %9s %9s %8s %5s\n", "", "", "", "", "", "", "", "call", "CPUs")
+	fmt.Fprintf(w, "%-25s %7s %7s %7s %6s %9s %9s %8s %6s  %s\n",
+		"RPC", "rps", "p50 ms", "p99 ms", "errors", "rps/floor", "p99/floor", "srv us/", "client", "rps per round")
+	fmt.Fprintf(w, "%-25s %7s %7s %7s %6s %9s %9s %8s %6s\n", "", "", "", "", "", "", "", "call", "CPUs")
 	for _, r := range mt.RPCs {
 		var per []string
 		for _, pr := range r.PerRound {
 			per = append(per, fmt.Sprintf("%.0f", pr.RPS))
 		}
-		fmt.Fprintf(w, "%-25s %7s %7s %7s %6d %9s %9s %8s %5s  %s\n",
+		fmt.Fprintf(w, "%-25s %7s %7s %7s %6d %9s %9s %8s %6s  %s\n",
 			strings.TrimSuffix(label(r.RPC), " (floor)"), num("%.0f", r.RPS), num("%.2f", r.P50Ms), num("%.2f", r.P99Ms), r.Errors,
-			num("%.2f", r.RPSRatio), num("%.2fx", r.P99Ratio), num("%.0f", r.ServerCPUPerCall), num("%.2f", r.GhzCores),
+			num("%.2f", r.RPSRatio), num("%.2fx", r.P99Ratio), num("%.0f", r.ServerCPUPerCall), num("%.2f", r.ClientCores),
 			strings.Join(per, " "))
 	}
 }

@@ -12,14 +12,19 @@ import (
 
 // The fixtures are run.sh working directories. testdata/pass is a small
 // valid run: usersigd's floor, GenerateUserSig, VerifyUserSig and
-// GeneratePrivateMapKey and the bare reference's two RPCs, 4 calls each,
-// one round, plus run.sh's two grpcurl calls and 2 idle connections, with
-// the server log and metrics those make. Every other directory holds only
-// the files that differ from it. The failing runs break the reference's
-// GenerateUserSig, which no check counts against the server, so that each
+// GeneratePrivateMapKey (ghz), GenerateUserSig over the HTTP API and the
+// HTTP floor (vegeta), and the bare reference's two RPCs, 4 calls each,
+// one round, plus run.sh's two grpcurl calls, its one curl call to the
+// HTTP API and 2 idle connections, with the server log and metrics those
+// make. Every other directory holds only the files that differ from it.
+// The failing runs break the reference's GenerateUserSig (ghz) or the HTTP
+// floor (vegeta), which no check counts against the server, so that each
 // fixture fails for one reason only.
 func TestReport(t *testing.T) {
-	const bgen = "raw/main-bgen-r1-c2-k1.json"
+	const (
+		bgen   = "raw/main-bgen-r1-c2-k1.json"
+		hfloor = "raw/main-hfloor-r1-c2-k2.json"
+	)
 	for _, tc := range []struct {
 		name    string
 		overlay string   // a directory of testdata laid over testdata/pass
@@ -44,10 +49,23 @@ func TestReport(t *testing.T) {
 		{name: "calls errored", overlay: "ghz-calls-errored",
 			want: []string{"bare GenerateUserSig round 1 (c=2, connections=1): 1 calls errored: OK=3 Unavailable=1"}},
 
+		{name: "vegeta exited non-zero", overlay: "vegeta-exited",
+			want: []string{"main HTTP GET /healthz (floor) round 1 (c=2, connections=2): vegeta exited 1"}},
+		{name: "vegeta stopped at the time bound", overlay: "vegeta-timed-out",
+			want: []string{"HTTP GET /healthz (floor) round 1 (c=2, connections=2): vegeta ran past the harness's time bound and was stopped (exit 124)"}},
+		{name: "vegeta wrote no summary", remove: []string{hfloor},
+			want: []string{"HTTP GET /healthz (floor) round 1 (c=2, connections=2): vegeta exited 0 and wrote no report"}},
+		{name: "vegeta's summary does not parse", overlay: "vegeta-summary-garbled",
+			want: []string{"HTTP GET /healthz (floor) round 1 (c=2, connections=2): vegeta exited 0; its summary does not parse"}},
+		{name: "vegeta made no requests", overlay: "vegeta-no-requests",
+			want: []string{"HTTP GET /healthz (floor) round 1 (c=2, connections=2): no requests made"}},
+		{name: "HTTP calls errored", overlay: "vegeta-calls-errored",
+			want: []string{`HTTP GET /healthz (floor) round 1 (c=2, connections=2): 1 calls errored: HTTP status 200=3 503=1 ("503 Service Unavailable")`}},
+
 		{name: "a call not logged", overlay: "log-call-missing",
-			want: []string{`check failed: call log lines: 13 "finished call" lines for UserSigService, 14 calls made`}},
+			want: []string{`check failed: call log lines: 18 "finished call" lines for UserSigService, 19 calls made`}},
 		{name: "a ticket not audited", overlay: "log-audit-missing",
-			want: []string{`check failed: audit log lines: 8 "ticket issued" lines, 9 tickets minted`}},
+			want: []string{`check failed: audit log lines: 13 "ticket issued" lines, 14 tickets minted`}},
 		{name: "a health check logged", overlay: "log-health-logged",
 			want: []string{"check failed: health checks not logged: 1 call lines for grpc.health.v1.Health"}},
 		{name: "a warning in the log", overlay: "log-warning",
@@ -62,7 +80,9 @@ func TestReport(t *testing.T) {
 		{name: "a ticket verified not valid", overlay: "metrics-ticket-not-valid",
 			want: []string{"check failed: every verified ticket valid: server verified 4 tickets VALID, 5 verify calls answered OK; not valid: EXPIRED=1"}},
 		{name: "the server answered an error", overlay: "metrics-server-error",
-			want: []string{"check failed: metrics GenerateUserSig: server handled 5 OK, clients saw 5 OK; server answered Internal=1"}},
+			want: []string{"check failed: metrics GenerateUserSig: server handled 10 OK, clients saw 10 OK; server answered Internal=1"}},
+		{name: "the server did not count the HTTP API's calls", overlay: "metrics-http-not-counted",
+			want: []string{"check failed: metrics GenerateUserSig: server handled 5 OK, clients saw 10 OK"}},
 		{name: "the server counted fewer OK calls than clients saw", overlay: "metrics-ok-differs",
 			want: []string{"check failed: metrics GeneratePrivateMapKey: server handled 3 OK, clients saw 4 OK"}},
 		{name: "the idle connections were not held", overlay: "idleconns-not-held",
@@ -90,7 +110,8 @@ func TestReport(t *testing.T) {
 }
 
 // TestRun checks what run.sh gets from a valid run: a table, results.json
-// and the ghz reports without their per-request details.
+// with the HTTP API beside gRPC, and the ghz reports without their
+// per-request details.
 func TestRun(t *testing.T) {
 	work, out := fixture(t, "", nil), t.TempDir()
 	var table bytes.Buffer
@@ -98,8 +119,16 @@ func TestRun(t *testing.T) {
 	if !ok || err != nil {
 		t.Fatalf("run(testdata/pass) = %v, %v; want true, nil\n%s", ok, err, table.String())
 	}
-	if !strings.Contains(table.String(), "All 6 ghz runs completed with zero errors.") {
-		t.Errorf("run(testdata/pass) printed no verdict:\n%s", table.String())
+	for _, want := range []string{
+		"All 8 runs (ghz and vegeta) completed with zero errors.",
+		// hgen: 4 requests over 3 ms + 1 ms; gen: ghz's 2000 rps.
+		"HTTP vs gRPC GenerateUserSig: rps 1000 vs 2000 = 0.50 (per round, median: 0.50; goal >= 0.60); p50 0.40 vs 0.40 ms; p99 0.90 vs 0.90 ms (1.00x); errors 0 vs 0",
+		"NOT met  HTTP GenerateUserSig rps vs gRPC's",
+		"floor, gen, hgen, hfloor, verify, pmk, bfloor, bgen",
+	} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("run(testdata/pass) printed no %q:\n%s", want, table.String())
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(out, "results.json"))
 	if err != nil {
@@ -114,12 +143,33 @@ func TestRun(t *testing.T) {
 				RPSRatio float64 `json:"rps_ratio_to_floor"`
 			} `json:"rpcs"`
 		} `json:"main"`
+		HTTP struct {
+			Ran    bool `json:"ran"`
+			VsGRPC struct {
+				HTTPRPS       float64 `json:"http_rps_median"`
+				RPSRatio      float64 `json:"rps_ratio_http_to_grpc"`
+				RoundRPSRatio float64 `json:"rps_ratio_http_to_grpc_per_round_median"`
+				HTTPP99Ms     float64 `json:"http_p99_ms_median"`
+			} `json:"vs_grpc_generate_user_sig"`
+			Table struct {
+				RPCs []struct {
+					RPC      string  `json:"rpc"`
+					RPS      float64 `json:"rps_median"`
+					RPSRatio float64 `json:"rps_ratio_to_floor"`
+				} `json:"rpcs"`
+			} `json:"table"`
+		} `json:"http_api"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatalf("results.json does not parse: %v", err)
 	}
 	if !res.OK || len(res.Problems) != 0 || len(res.Main.RPCs) != len(rpcs) || res.Main.RPCs[1].RPSRatio != 1 {
 		t.Errorf("results.json = ok %v, problems %q, main table %+v; want ok, no problems, %d RPCs at the floor's rps", res.OK, res.Problems, res.Main.RPCs, len(rpcs))
+	}
+	h := res.HTTP
+	if !h.Ran || h.VsGRPC.HTTPRPS != 1000 || h.VsGRPC.RPSRatio != 0.5 || h.VsGRPC.RoundRPSRatio != 0.5 || h.VsGRPC.HTTPP99Ms != 0.9 ||
+		len(h.Table.RPCs) != 2 || h.Table.RPCs[0].RPC != "hfloor" || h.Table.RPCs[0].RPS != 2000 || h.Table.RPCs[1].RPSRatio != 0.5 {
+		t.Errorf("results.json http_api = %+v; want hgen at 1000 rps, 0.5 of gRPC's and of the HTTP floor's 2000, p99 0.9 ms", h)
 	}
 	raw, err := os.ReadFile(filepath.Join(out, "raw", "main-gen-r1-c2-k1.json"))
 	if err != nil {
