@@ -100,11 +100,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stopLog()
 
 	var (
-		loaded *server.Loaded
-		err    error
+		loaded   *server.Loaded
+		err      error
+		devToken string
 	)
 	if *dev {
-		loaded, err = devConfig(stdout, *devGRPC, *devHTTP, *devAPI)
+		loaded, devToken, err = devConfig(*devGRPC, *devHTTP, *devAPI)
 	} else {
 		loaded, err = server.LoadConfig(*configPath)
 	}
@@ -135,6 +136,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := srv.Listen(); err != nil {
 		log.Error("cannot start", zap.Error(err))
 		return 1
+	}
+	if *dev {
+		devBanner(stdout, devToken, srv)
 	}
 	// The HTTP listener serves only metrics and probes, no secrets: no
 	// warning for it.
@@ -179,9 +183,8 @@ func newLogger(w io.Writer, level zap.AtomicLevel) (log *zap.Logger, stop func()
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), func() { ws.Stop() }
 }
 
-// devConfig makes the --dev config with a fresh key and token, and tells
-// the user how to call it.
-func devConfig(stdout io.Writer, grpcListen, httpListen, apiListen string) (*server.Loaded, error) {
+// devConfig makes the --dev config with a fresh key and token.
+func devConfig(grpcListen, httpListen, apiListen string) (*server.Loaded, string, error) {
 	key, token := make([]byte, 32), make([]byte, 24)
 	rand.Read(key)
 	rand.Read(token)
@@ -190,10 +193,15 @@ func devConfig(stdout io.Writer, grpcListen, httpListen, apiListen string) (*ser
 	cfg.GRPC.Listen, cfg.HTTP.Listen, cfg.HTTPAPI.Listen = grpcListen, httpListen, apiListen
 	loaded, err := server.Compile(cfg)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	loaded.Hash = "dev"
-	addr := loaded.Config.GRPC.Listen
+	return loaded, tok, nil
+}
+
+// devBanner tells the user of --dev the token and how to call the
+// server, at the addresses it is bound to.
+func devBanner(stdout io.Writer, tok string, srv *server.Server) {
 	fmt.Fprintf(stdout, `usersigd --dev: app %d with a random key, caller "dev" with this bearer token (both change at every start):
 
   export TOKEN=%s
@@ -201,6 +209,7 @@ func devConfig(stdout io.Writer, grpcListen, httpListen, apiListen string) (*ser
 Try it with grpcurl (go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4):
 
   grpcurl -plaintext %[3]s list
+  grpcurl -plaintext %[3]s describe usersig.v1.GenerateUserSigRequest
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "86400s"}' %[3]s usersig.v1.UserSigService/GenerateUserSig
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "user_sig": "PASTE_THE_USER_SIG"}' %[3]s usersig.v1.UserSigService/VerifyUserSig
   grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "300s", "room_id": 1234, "privilege_map": 255}' %[3]s usersig.v1.UserSigService/GeneratePrivateMapKey
@@ -210,8 +219,7 @@ Or over HTTP/JSON (the OpenAPI document is at http://%[5]s/openapi.json):
 
   curl -s -H "Authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "86400s"}' http://%[5]s/v1/usersig:generate
 
-`, server.DevSDKAppID, tok, addr, loaded.Config.HTTP.Listen, loaded.Config.HTTPAPI.Listen)
-	return loaded, nil
+`, server.DevSDKAppID, tok, srv.GRPCAddr(), srv.HTTPAddr(), srv.APIAddr())
 }
 
 // isLoopback reports whether a bound listener address (host:port, the

@@ -310,8 +310,9 @@ func TestDev(t *testing.T) {
 		t.Errorf("VerifyUserSig: %v %v", v, err)
 	}
 	// The HTTP/JSON API, as the banner's curl line calls it.
-	if !strings.Contains(banner, `curl -s -H "Authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "86400s"}' http://`) {
-		t.Errorf("the --dev banner lacks the curl command:\n%s", banner)
+	if !strings.Contains(banner, `curl -s -H "Authorization: Bearer $TOKEN" -d '{"user_id": "alice", "ttl": "86400s"}' http://`+p.apiAddr+`/v1/usersig:generate`) ||
+		!strings.Contains(banner, "grpcurl -plaintext "+p.grpcAddr+" list") {
+		t.Errorf("the --dev banner lacks the commands with the bound addresses (%s, %s):\n%s", p.grpcAddr, p.apiAddr, banner)
 	}
 	req, _ := http.NewRequest(http.MethodPost, "http://"+p.apiAddr+"/v1/usersig:verify", strings.NewReader(`{"user_id": "alice", "user_sig": "`+resp.UserSig+`"}`))
 	req.Header.Set("Authorization", "Bearer "+m[1])
