@@ -8,7 +8,8 @@
 // The ConfigMap's config.yaml is the server's to judge: the server's
 // TestDeployConfigLoads (server/deploy_test.go) loads it with the real
 // loader. This test reads only the few fields of it that other objects
-// must agree with (listen ports, key and TLS files, shutdown times), and
+// must agree with (the listen ports of gRPC, the HTTP/JSON API and the
+// metrics, key and TLS files, shutdown times), and
 // reads them leniently, so that a key the server adds or a default it
 // applies needs no change here.
 //
@@ -46,6 +47,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -61,17 +63,23 @@ const (
 	pdbName        = "usersigd"
 	hpaName        = "usersigd"
 	policyName     = "usersigd"
-	// The gRPC server's certificate: a Secret of type kubernetes.io/tls
-	// that cert-manager (or kubectl create secret tls) creates out of
-	// band, so it is not among the manifests.
+	// The server's certificate (gRPC and the HTTP API): a Secret of type
+	// kubernetes.io/tls that cert-manager (or kubectl create secret tls)
+	// creates out of band, so it is not among the manifests.
 	tlsSecretName = "usersigd-tls"
 
 	configKey       = "config.yaml"
 	configMountPath = "/etc/usersig"
 	secretMountPath = "/run/secrets/usersig"
-	grpcPort        = 50051
-	httpPort        = 9090
-	nonRootID       = 65532
+	// The container's ports, by name: gRPC, the HTTP/JSON API (config.yaml's
+	// http_api) and metrics and probes (config.yaml's http).
+	grpcPortName = "grpc"
+	apiPortName  = "http-api"
+	httpPortName = "http"
+	grpcPort     = 50051
+	apiPort      = 8080
+	httpPort     = 9090
+	nonRootID    = 65532
 )
 
 // skippedFiles are *.yaml files in this directory that are not Kubernetes
@@ -341,6 +349,14 @@ type deployedConfig struct {
 			ClientCAFile string `json:"client_ca_file"`
 		} `json:"tls"`
 	} `json:"grpc"`
+	// HTTPAPI is nil when config.yaml has no http_api section.
+	HTTPAPI *struct {
+		Listen string `json:"listen"`
+		TLS    *struct {
+			CertFile string `json:"cert_file"`
+			KeyFile  string `json:"key_file"`
+		} `json:"tls"`
+	} `json:"http_api"`
 	HTTP struct {
 		Listen string `json:"listen"`
 	} `json:"http"`
@@ -493,9 +509,9 @@ func TestDeployment(t *testing.T) {
 			}
 			return nil
 		}},
-		{"container ports grpc 50051 and http 9090", func() error {
+		{"container ports grpc 50051, http-api 8080 and http 9090", func() error {
 			var errs []error
-			for name, port := range map[string]int32{"grpc": grpcPort, "http": httpPort} {
+			for name, port := range map[string]int32{grpcPortName: grpcPort, apiPortName: apiPort, httpPortName: httpPort} {
 				p := containerPortByName(c, name)
 				switch {
 				case p == nil:
@@ -503,6 +519,25 @@ func TestDeployment(t *testing.T) {
 				case p.ContainerPort != port:
 					errs = append(errs, fmt.Errorf("container %q: port %q is %d, want %d", c.Name, name, p.ContainerPort, port))
 				}
+			}
+			return errors.Join(errs...)
+		}},
+		{"container ports have valid, distinct names and distinct numbers", func() error {
+			// The API server would refuse the Deployment otherwise; names
+			// are what the Services, the probes and this test find ports by.
+			var errs []error
+			names, numbers := map[string]bool{}, map[int32]bool{}
+			for _, p := range c.Ports {
+				if msgs := validation.IsValidPortName(p.Name); len(msgs) > 0 {
+					errs = append(errs, fmt.Errorf("container %q: port name %q: %s", c.Name, p.Name, strings.Join(msgs, "; ")))
+				}
+				if names[p.Name] {
+					errs = append(errs, fmt.Errorf("container %q: two ports named %q", c.Name, p.Name))
+				}
+				if numbers[p.ContainerPort] {
+					errs = append(errs, fmt.Errorf("container %q: two ports numbered %d", c.Name, p.ContainerPort))
+				}
+				names[p.Name], numbers[p.ContainerPort] = true, true
 			}
 			return errors.Join(errs...)
 		}},
@@ -517,7 +552,7 @@ func TestDeployment(t *testing.T) {
 			if p.HTTPGet == nil || p.HTTPGet.Path != "/readyz" {
 				return errors.New("readinessProbe must be httpGet /readyz: gRPC is served with TLS, and the kubelet's grpc probe speaks plaintext only")
 			}
-			if cp := resolvePort(c, p.HTTPGet.Port); cp == nil || cp.Name != "http" {
+			if cp := resolvePort(c, p.HTTPGet.Port); cp == nil || cp.Name != httpPortName {
 				return fmt.Errorf("readinessProbe.httpGet.port %s is not the container port named http", p.HTTPGet.Port.String())
 			}
 			if p.HTTPGet.Scheme != "" && p.HTTPGet.Scheme != corev1.URISchemeHTTP {
@@ -636,7 +671,12 @@ func TestDeployment(t *testing.T) {
 }
 
 func TestServices(t *testing.T) {
-	m := loadManifests(t)
+	runChecks(t, serviceChecks(loadManifests(t)))
+}
+
+// serviceChecks are the checks that the Services select the pods and lead
+// to the container's ports.
+func serviceChecks(m *manifests) []check {
 	c := m.container
 	podLabels := labels.Set(m.deployment.Spec.Template.Labels)
 
@@ -656,15 +696,14 @@ func TestServices(t *testing.T) {
 			return nil
 		}})
 	}
-	// Every Service (not only the two above) must point at real container ports.
+	// Every Service (not only the two above) must point at real container
+	// ports, by name or number, under distinct port names and numbers.
 	for name, s := range m.services {
 		checks = append(checks, check{name + " targetPorts match container ports", func() error {
 			var errs []error
+			names, numbers := map[string]bool{}, map[int32]bool{}
 			for _, sp := range s.Spec.Ports {
-				target := sp.TargetPort
-				if target.Type == intstr.Int && target.IntVal == 0 {
-					target = intstr.FromInt32(sp.Port) // unset targetPort means port
-				}
+				target := serviceTarget(sp)
 				cp := resolvePort(c, target)
 				switch {
 				case cp == nil:
@@ -672,12 +711,40 @@ func TestServices(t *testing.T) {
 				case protocolOrTCP(cp.Protocol) != protocolOrTCP(sp.Protocol):
 					errs = append(errs, fmt.Errorf("Service %q port %q: protocol %s, container port %q is %s", name, sp.Name, protocolOrTCP(sp.Protocol), cp.Name, protocolOrTCP(cp.Protocol)))
 				}
+				if names[sp.Name] || numbers[sp.Port] {
+					errs = append(errs, fmt.Errorf("Service %q: port %q (%d) repeats a name or number of another of its ports", name, sp.Name, sp.Port))
+				}
+				names[sp.Name], numbers[sp.Port] = true, true
 			}
 			return errors.Join(errs...)
 		}})
 	}
+	// wantPort checks that Service name has a port portName on number,
+	// with appProtocol app (unless app is ""), that reaches the container
+	// port named target.
+	wantPort := func(name, portName string, number int32, app, target string) error {
+		s, ok := m.services[name]
+		if !ok {
+			return fmt.Errorf("no Service %q", name)
+		}
+		sp := servicePortByName(s, portName)
+		if sp == nil {
+			return fmt.Errorf("Service %q has no port named %s", name, portName)
+		}
+		var errs []error
+		if sp.Port != number {
+			errs = append(errs, fmt.Errorf("Service %q: port %s is %d, want %d", name, portName, sp.Port, number))
+		}
+		if app != "" && (sp.AppProtocol == nil || *sp.AppProtocol != app) {
+			errs = append(errs, fmt.Errorf("Service %q: port %s has appProtocol %s, want %s", name, portName, ptrString(sp.AppProtocol), app))
+		}
+		if to := serviceTarget(*sp); resolvePort(c, to) == nil || resolvePort(c, to).Name != target {
+			errs = append(errs, fmt.Errorf("Service %q: port %s has targetPort %s, which is not the container's port named %q", name, portName, to.String(), target))
+		}
+		return errors.Join(errs...)
+	}
 	checks = append(checks,
-		check{"usersigd is ClusterIP with grpc (appProtocol grpc) and http-metrics", func() error {
+		check{"usersigd is ClusterIP with grpc (appProtocol grpc), http-api (appProtocol https) and http-metrics", func() error {
 			s, ok := m.services[serviceName]
 			if !ok {
 				return fmt.Errorf("no Service %q", serviceName)
@@ -689,42 +756,87 @@ func TestServices(t *testing.T) {
 			if s.Spec.ClusterIP == corev1.ClusterIPNone {
 				errs = append(errs, fmt.Errorf("Service %q is headless; it should have a cluster IP", serviceName))
 			}
-			grpc := servicePortByName(s, "grpc")
-			switch {
-			case grpc == nil:
-				errs = append(errs, fmt.Errorf("Service %q has no port named grpc", serviceName))
-			case grpc.Port != grpcPort:
-				errs = append(errs, fmt.Errorf("Service %q: port grpc is %d, want %d", serviceName, grpc.Port, grpcPort))
-			case grpc.AppProtocol == nil || *grpc.AppProtocol != "grpc":
-				errs = append(errs, fmt.Errorf("Service %q: port grpc has appProtocol %s, want grpc", serviceName, ptrString(grpc.AppProtocol)))
-			}
-			metrics := servicePortByName(s, "http-metrics")
-			switch {
-			case metrics == nil:
-				errs = append(errs, fmt.Errorf("Service %q has no port named http-metrics", serviceName))
-			case metrics.Port != httpPort:
-				errs = append(errs, fmt.Errorf("Service %q: port http-metrics is %d, want %d", serviceName, metrics.Port, httpPort))
-			}
+			errs = append(errs,
+				wantPort(serviceName, "grpc", grpcPort, "grpc", grpcPortName),
+				wantPort(serviceName, "http-api", apiPort, "https", apiPortName),
+				wantPort(serviceName, "http-metrics", httpPort, "", httpPortName))
 			return errors.Join(errs...)
 		}},
-		check{"usersigd-headless is headless with a grpc port", func() error {
+		check{"usersigd-headless is headless with the grpc and http-api ports", func() error {
 			s, ok := m.services[headlessName]
 			if !ok {
 				return fmt.Errorf("no Service %q", headlessName)
 			}
+			var errs []error
 			if s.Spec.ClusterIP != corev1.ClusterIPNone {
-				return fmt.Errorf("Service %q: clusterIP = %q, want None", headlessName, s.Spec.ClusterIP)
+				errs = append(errs, fmt.Errorf("Service %q: clusterIP = %q, want None", headlessName, s.Spec.ClusterIP))
 			}
 			if s.Spec.PublishNotReadyAddresses {
-				return fmt.Errorf("Service %q publishes not-ready addresses: clients would keep calling draining pods", headlessName)
+				errs = append(errs, fmt.Errorf("Service %q publishes not-ready addresses: clients would keep calling draining pods", headlessName))
 			}
-			if p := servicePortByName(s, "grpc"); p == nil || p.Port != grpcPort {
-				return fmt.Errorf("Service %q needs a port named grpc on %d", headlessName, grpcPort)
-			}
-			return nil
+			errs = append(errs,
+				wantPort(headlessName, "grpc", grpcPort, "grpc", grpcPortName),
+				wantPort(headlessName, "http-api", apiPort, "https", apiPortName))
+			return errors.Join(errs...)
 		}},
 	)
-	runChecks(t, checks)
+	return checks
+}
+
+// TestServiceChecksCatchMistakes proves serviceChecks can fail: each edit
+// breaks a Service's link to the container's ports.
+func TestServiceChecksCatchMistakes(t *testing.T) {
+	portOf := func(t *testing.T, m *manifests, svc, name string) *corev1.ServicePort {
+		s, ok := m.services[svc]
+		if !ok {
+			t.Fatalf("test bug: no Service %q", svc)
+		}
+		sp := servicePortByName(s, name)
+		if sp == nil {
+			t.Fatalf("test bug: Service %q has no port %q", svc, name)
+		}
+		return sp
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(t *testing.T, m *manifests)
+	}{
+		{"the API's targetPort a name the container lacks", func(t *testing.T, m *manifests) {
+			portOf(t, m, serviceName, "http-api").TargetPort = intstr.FromString("https")
+		}},
+		{"the API's port leading to the metrics port", func(t *testing.T, m *manifests) {
+			portOf(t, m, serviceName, "http-api").TargetPort = intstr.FromString(httpPortName)
+		}},
+		{"the API's appProtocol http", func(t *testing.T, m *manifests) {
+			http := "http"
+			portOf(t, m, headlessName, "http-api").AppProtocol = &http
+		}},
+		{"the API on another Service port", func(t *testing.T, m *manifests) { portOf(t, m, serviceName, "http-api").Port = 443 }},
+		{"the headless Service without the API", func(t *testing.T, m *manifests) {
+			s := m.services[headlessName]
+			s.Spec.Ports = slices.DeleteFunc(s.Spec.Ports, func(sp corev1.ServicePort) bool { return sp.Name == "http-api" })
+		}},
+		{"two ports named alike", func(t *testing.T, m *manifests) { portOf(t, m, serviceName, "http-metrics").Name = "http-api" }},
+		{"the container without its API port", func(t *testing.T, m *manifests) {
+			m.container.Ports = slices.DeleteFunc(m.container.Ports, func(p corev1.ContainerPort) bool { return p.Name == apiPortName })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := loadManifests(t)
+			tc.edit(t, m)
+			var failed []error
+			for _, c := range serviceChecks(m) {
+				if err := c.fn(); err != nil {
+					failed = append(failed, fmt.Errorf("%s: %w", c.name, err))
+				}
+			}
+			if len(failed) == 0 {
+				t.Errorf("the Services with %s pass every check", tc.name)
+			} else {
+				t.Logf("refused as expected: %v", errors.Join(failed...))
+			}
+		})
+	}
 }
 
 func TestConfigAndSecret(t *testing.T) {
@@ -743,18 +855,33 @@ func TestConfigAndSecret(t *testing.T) {
 }
 
 // configChecks are the checks that config.yaml and the other objects agree:
-// the listen ports, the key files and variables, the TLS files and the
-// shutdown times.
+// the listen ports (gRPC, the HTTP API, metrics), the key files and
+// variables, the TLS files and the shutdown times.
 func configChecks(m *manifests, cfg *deployedConfig) []check {
 	c := m.container
 	pod := &m.deployment.Spec.Template.Spec
 	return []check{
-		{"listen addresses match the container ports", func() error {
+		{"listen addresses match the container ports, and every container port has a listener", func() error {
+			// key in config.yaml, its address, the container port's name
+			type listener struct{ key, addr, port string }
+			listeners := []listener{
+				{"grpc.listen", cfg.GRPC.Listen, grpcPortName},
+				{"http.listen", cfg.HTTP.Listen, httpPortName},
+			}
+			if cfg.HTTPAPI != nil {
+				listeners = append(listeners, listener{"http_api.listen", cfg.HTTPAPI.Listen, apiPortName})
+			}
 			var errs []error
-			for _, l := range []struct{ key, addr, port string }{
-				{"grpc.listen", cfg.GRPC.Listen, "grpc"},
-				{"http.listen", cfg.HTTP.Listen, "http"},
-			} {
+			for _, cp := range c.Ports {
+				if !slices.ContainsFunc(listeners, func(l listener) bool { return l.port == cp.Name }) {
+					var keys []string
+					for _, l := range listeners {
+						keys = append(keys, l.key)
+					}
+					errs = append(errs, fmt.Errorf("container port %q (%d): none of config.yaml's listeners (%s) serves it", cp.Name, cp.ContainerPort, strings.Join(keys, ", ")))
+				}
+			}
+			for _, l := range listeners {
 				host, port, err := net.SplitHostPort(l.addr)
 				if err != nil {
 					errs = append(errs, fmt.Errorf("config %s %q: %v", l.key, l.addr, err))
@@ -827,42 +954,52 @@ func configChecks(m *manifests, cfg *deployedConfig) []check {
 			}
 			return nil
 		}},
-		{"gRPC is served with TLS from the Secret usersigd-tls, mounted read-only where config.yaml says", func() error {
+		{"gRPC and the HTTP API are served with TLS from the Secret usersigd-tls, mounted read-only where config.yaml says", func() error {
 			return checkTLS(m, cfg)
 		}},
 	}
 }
 
-// tlsFileKeys is, for each grpc.tls file, the key of a kubernetes.io/tls
-// Secret (as cert-manager writes it) that must hold it.
-var tlsFileKeys = []struct{ field, key string }{
-	{"cert_file", corev1.TLSCertKey},      // tls.crt
-	{"key_file", corev1.TLSPrivateKeyKey}, // tls.key
-	{"client_ca_file", "ca.crt"},          // cert-manager's key for the issuing CA
-}
-
-// checkTLS checks that config.yaml turns TLS on, and that each of its TLS
-// files is a key of the Secret usersigd-tls in a read-only mount of it.
+// checkTLS checks that config.yaml turns TLS on for gRPC and for the HTTP
+// API (when it has one), and that each of their TLS files is a key of the
+// Secret usersigd-tls, as cert-manager writes it, in a read-only mount of it.
 func checkTLS(m *manifests, cfg *deployedConfig) error {
 	t := cfg.GRPC.TLS
 	if t == nil || t.CertFile == "" || t.KeyFile == "" {
 		return fmt.Errorf("ConfigMap %q: grpc.tls.cert_file and key_file are not set: gRPC (tokens, tickets) would cross the pod network in clear", configMapName)
 	}
-	pod, c := &m.deployment.Spec.Template.Spec, m.container
+	// Each TLS file: its key in config.yaml, its path, and the key of the
+	// kubernetes.io/tls Secret that must hold it.
+	type tlsFile struct{ field, file, key string }
+	files := []tlsFile{
+		{"grpc.tls.cert_file", t.CertFile, corev1.TLSCertKey},     // tls.crt
+		{"grpc.tls.key_file", t.KeyFile, corev1.TLSPrivateKeyKey}, // tls.key
+		{"grpc.tls.client_ca_file", t.ClientCAFile, "ca.crt"},     // cert-manager's key for the issuing CA
+	}
 	var errs []error
-	for i, f := range []string{t.CertFile, t.KeyFile, t.ClientCAFile} {
-		field, key := tlsFileKeys[i].field, tlsFileKeys[i].key
+	if api := cfg.HTTPAPI; api != nil {
+		if at := api.TLS; at == nil || at.CertFile == "" || at.KeyFile == "" {
+			errs = append(errs, fmt.Errorf("ConfigMap %q: http_api.tls.cert_file and key_file are not set: the HTTP API (tokens, tickets) would cross the pod network in clear", configMapName))
+		} else {
+			files = append(files,
+				tlsFile{"http_api.tls.cert_file", at.CertFile, corev1.TLSCertKey},
+				tlsFile{"http_api.tls.key_file", at.KeyFile, corev1.TLSPrivateKeyKey})
+		}
+	}
+	pod, c := &m.deployment.Spec.Template.Spec, m.container
+	for _, tf := range files {
+		field, f, key := tf.field, tf.file, tf.key
 		if f == "" {
 			continue
 		}
 		dir, base := path.Split(path.Clean(f))
 		v, mount, err := volumeAndMount(pod, c, path.Clean(dir))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("config grpc.tls.%s %s: %v", field, f, err))
+			errs = append(errs, fmt.Errorf("config %s %s: %v", field, f, err))
 			continue
 		}
 		if v.Secret == nil || v.Secret.SecretName != tlsSecretName {
-			errs = append(errs, fmt.Errorf("config grpc.tls.%s %s: volume %q mounted at %s is not the Secret %q", field, f, v.Name, mount.MountPath, tlsSecretName))
+			errs = append(errs, fmt.Errorf("config %s %s: volume %q mounted at %s is not the Secret %q", field, f, v.Name, mount.MountPath, tlsSecretName))
 			continue
 		}
 		// The file's name in the volume is its Secret key, unless items
@@ -874,9 +1011,9 @@ func checkTLS(m *manifests, cfg *deployedConfig) error {
 			}
 		}
 		if len(v.Secret.Items) > 0 && !slices.ContainsFunc(v.Secret.Items, func(it corev1.KeyToPath) bool { return it.Key == key }) {
-			errs = append(errs, fmt.Errorf("secret volume %q lists items without the key %q that grpc.tls.%s needs", v.Name, key, field))
+			errs = append(errs, fmt.Errorf("secret volume %q lists items without the key %q that %s needs", v.Name, key, field))
 		} else if base != name {
-			errs = append(errs, fmt.Errorf("config grpc.tls.%s is %s, but the Secret %q mounted at %s holds it as %s", field, f, tlsSecretName, mount.MountPath, path.Join(mount.MountPath, name)))
+			errs = append(errs, fmt.Errorf("config %s is %s, but the Secret %q mounted at %s holds it as %s", field, f, tlsSecretName, mount.MountPath, path.Join(mount.MountPath, name)))
 		}
 		if v.Secret.DefaultMode == nil || *v.Secret.DefaultMode != 0o440 {
 			errs = append(errs, fmt.Errorf("secret volume %q: defaultMode = %s, want 0440 (decimal 288): the TLS key must be unreadable by others", v.Name, modeString(v.Secret.DefaultMode)))
@@ -921,10 +1058,11 @@ func podIn(name, ns string, nsLabels, podLabels labels.Set) source {
 }
 
 // sources is every kind of caller the policy must tell apart, and what it
-// must admit each to.
+// must admit each to: client is the callers' ports, gRPC and the HTTP API
+// alike (one is no more private than the other), metrics the metrics port.
 var sources = []struct {
-	src           source
-	grpc, metrics bool
+	src             source
+	client, metrics bool
 }{
 	{podIn("a labelled pod of this namespace", ownNamespace, nil, labels.Set{clientLabel: "true"}), true, false},
 	{podIn("an unlabelled pod of this namespace", ownNamespace, nil, labels.Set{"app": "web"}), false, false},
@@ -1032,8 +1170,9 @@ func peerMatches(peer networkingv1.NetworkPolicyPeer, src source) (bool, error) 
 }
 
 // checkNetworkPolicy checks that the policy guards the Deployment's pods
-// and admits exactly the sources above to the gRPC and metrics ports, which
-// it finds through the Services' target ports, and nothing to any other port.
+// and admits exactly the sources above to the gRPC, HTTP API and metrics
+// ports, which it finds through the Services' target ports, and nothing to
+// any other port.
 func checkNetworkPolicy(m *manifests, np *networkingv1.NetworkPolicy) error {
 	c := m.container
 	if err := selects(&np.Spec.PodSelector, labels.Set(m.deployment.Spec.Template.Labels), "NetworkPolicy "+np.Name+" podSelector"); err != nil {
@@ -1054,37 +1193,37 @@ func checkNetworkPolicy(m *manifests, np *networkingv1.NetworkPolicy) error {
 			}
 		}
 	}
-	// The ports clients reach through the Services.
-	role := map[string]int32{} // "grpc", "metrics" -> container port
+	// The ports clients reach through the Services, by container port name.
+	reached := map[string]int32{}
 	for _, svc := range m.services {
 		for _, sp := range svc.Spec.Ports {
-			target := sp.TargetPort
-			if target.Type == intstr.Int && target.IntVal == 0 {
-				target = intstr.FromInt32(sp.Port)
-			}
-			cp := resolvePort(c, target)
+			cp := resolvePort(c, serviceTarget(sp))
 			if cp == nil {
 				continue // TestServices reports it
 			}
 			switch cp.Name {
-			case "grpc":
-				role["grpc"] = cp.ContainerPort
-			case "http":
-				role["metrics"] = cp.ContainerPort
+			case grpcPortName, apiPortName, httpPortName:
+				reached[cp.Name] = cp.ContainerPort
 			default:
 				errs = append(errs, fmt.Errorf("Service %q port %q reaches container port %q, which the NetworkPolicy check does not know", svc.Name, sp.Name, cp.Name))
 			}
 		}
 	}
-	if role["grpc"] == 0 || role["metrics"] == 0 {
-		return errors.Join(append(errs, fmt.Errorf("the Services do not reach both the grpc and the http container ports (found %v)", role))...)
+	if reached[grpcPortName] == 0 || reached[apiPortName] == 0 || reached[httpPortName] == 0 {
+		return errors.Join(append(errs, fmt.Errorf("the Services do not reach all of the container ports %s, %s and %s (found %v)", grpcPortName, apiPortName, httpPortName, reached))...)
 	}
+	undeclared := undeclaredPort(c)
 	for _, s := range sources {
 		for _, p := range []struct {
 			what string
 			port int32
 			want bool
-		}{{"gRPC", role["grpc"], s.grpc}, {"metrics", role["metrics"], s.metrics}, {"an undeclared", 8080, false}} {
+		}{
+			{"gRPC", reached[grpcPortName], s.client},
+			{"HTTP API", reached[apiPortName], s.client},
+			{"metrics", reached[httpPortName], s.metrics},
+			{"undeclared", undeclared, false},
+		} {
 			got, err := admits(np, c, s.src, p.port)
 			if err != nil {
 				return errors.Join(append(errs, err)...)
@@ -1098,10 +1237,20 @@ func checkNetworkPolicy(m *manifests, np *networkingv1.NetworkPolicy) error {
 	return errors.Join(errs...)
 }
 
+// undeclaredPort is a port number next to the container's ports that is
+// none of them.
+func undeclaredPort(c *corev1.Container) int32 {
+	for n := int32(apiPort + 1); ; n++ {
+		if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == n }) {
+			return n
+		}
+	}
+}
+
 func TestNetworkPolicy(t *testing.T) {
 	m := loadManifests(t)
 	runChecks(t, []check{
-		{"only labelled clients reach gRPC, only the monitoring namespace reaches metrics", func() error {
+		{"only labelled clients reach gRPC and the HTTP API, only the monitoring namespace reaches metrics", func() error {
 			np, ok := m.policies[policyName]
 			if !ok {
 				return fmt.Errorf("no NetworkPolicy %q in the manifests", policyName)
@@ -1133,6 +1282,14 @@ func TestNetworkPolicyCheckCatchesMistakes(t *testing.T) {
 		t.Fatalf("the shipped policy fails the check: %v", err)
 	}
 	port := func(n int) *intstr.IntOrString { p := intstr.FromInt(n); return &p }
+	// isAPIPort finds the HTTP API's port in a rule.
+	isAPIPort := func(p networkingv1.NetworkPolicyPort) bool {
+		return p.Port != nil && *p.Port == intstr.FromInt32(apiPort)
+	}
+	// withoutAPIPort takes the HTTP API's port out of a rule.
+	withoutAPIPort := func(rule *networkingv1.NetworkPolicyIngressRule) {
+		rule.Ports = slices.DeleteFunc(rule.Ports, isAPIPort)
+	}
 	for _, tc := range []struct {
 		name string
 		edit func(np *networkingv1.NetworkPolicy)
@@ -1163,6 +1320,24 @@ func TestNetworkPolicyCheckCatchesMistakes(t *testing.T) {
 			np.Spec.Ingress[0].From = from
 		}},
 		{"a wrong gRPC port", func(np *networkingv1.NetworkPolicy) { np.Spec.Ingress[0].Ports[0].Port = port(50052) }},
+		{"the HTTP API port left out", func(np *networkingv1.NetworkPolicy) { withoutAPIPort(&np.Spec.Ingress[0]) }},
+		{"the HTTP API port by a name the container lacks", func(np *networkingv1.NetworkPolicy) {
+			for i, p := range np.Spec.Ingress[0].Ports {
+				if isAPIPort(p) {
+					name := intstr.FromString("https")
+					np.Spec.Ingress[0].Ports[i].Port = &name
+				}
+			}
+		}},
+		{"the HTTP API from every source", func(np *networkingv1.NetworkPolicy) {
+			withoutAPIPort(&np.Spec.Ingress[0])
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+				Ports: []networkingv1.NetworkPolicyPort{{Port: port(apiPort)}}})
+		}},
+		{"the HTTP API from the monitoring namespace instead of the clients", func(np *networkingv1.NetworkPolicy) {
+			withoutAPIPort(&np.Spec.Ingress[0])
+			np.Spec.Ingress[1].Ports = append(np.Spec.Ingress[1].Ports, networkingv1.NetworkPolicyPort{Port: port(apiPort)})
+		}},
 		{"metrics from the default namespace", func(np *networkingv1.NetworkPolicy) {
 			np.Spec.Ingress[1].From[0].NamespaceSelector.MatchLabels = map[string]string{"kubernetes.io/metadata.name": "default"}
 		}},
@@ -1181,8 +1356,9 @@ func TestNetworkPolicyCheckCatchesMistakes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			np := shipped.DeepCopy()
-			if len(np.Spec.Ingress) != 2 || len(np.Spec.Ingress[0].Ports) == 0 || len(np.Spec.Ingress[1].From) == 0 || np.Spec.Ingress[1].From[0].NamespaceSelector == nil {
-				t.Fatalf("test bug: the shipped policy no longer has the shape these edits expect (gRPC rule, then metrics rule)")
+			if len(np.Spec.Ingress) != 2 || len(np.Spec.Ingress[0].Ports) < 2 || !slices.ContainsFunc(np.Spec.Ingress[0].Ports, isAPIPort) ||
+				len(np.Spec.Ingress[1].From) == 0 || np.Spec.Ingress[1].From[0].NamespaceSelector == nil {
+				t.Fatalf("test bug: the shipped policy no longer has the shape these edits expect (a rule for gRPC, then the HTTP API, then a metrics rule)")
 			}
 			tc.edit(np)
 			if err := checkNetworkPolicy(m, np); err == nil {
@@ -1216,11 +1392,16 @@ func TestConfigChecks(t *testing.T) {
 		{"an app without default_ttl", drop(`(?m)^[ \t]*default_ttl:.*\n`), false},
 		{"a rate without burst", drop(`,?[ \t]*burst:[ \t]*\d+`), false},
 		{"a key this test does not know", func(s string) string { return s + "tracing: {sample: 0.1}\n" }, false},
+		{"CORS for an origin", replace("listen: 0.0.0.0:8080\n", "listen: 0.0.0.0:8080\n  cors: {allowed_origins: [\"https://app.example.com\"]}\n"), false},
 		// The links to the other objects.
 		{"a key file the Secret lacks", replace("/run/secrets/usersig/primary-key", "/run/secrets/usersig/other-key"), true},
 		{"a key file outside the Secret's mount", replace("/run/secrets/usersig/primary-key", "/etc/usersig/primary-key"), true},
 		{"gRPC on another port than the container's", replace("0.0.0.0:50051", "0.0.0.0:50052"), true},
 		{"HTTP on loopback only", replace("0.0.0.0:9090", "127.0.0.1:9090"), true},
+		{"the HTTP API on another port than the container's", replace("0.0.0.0:8080", "0.0.0.0:8081"), true},
+		{"the HTTP API on loopback only", replace("0.0.0.0:8080", "127.0.0.1:8080"), true},
+		{"no http_api", replace("\nhttp_api:", "\nnot_http_api:"), true},
+		{"the HTTP API on the metrics port", replace("0.0.0.0:8080", "0.0.0.0:9090"), true},
 		{"a drain longer than the grace period", replace("timeout: 20s", "timeout: 30s"), true},
 		{"no shutdown.timeout", drop(`(?m)^[ \t]*timeout:.*\n`), true},
 		{"a misspelt cert_file", replace("cert_file:", "cert_fil:"), true},
@@ -1255,11 +1436,15 @@ func TestConfigChecks(t *testing.T) {
 }
 
 // TestTLSCheckCatchesMistakes proves checkTLS can fail: each edit breaks
-// the link between config.yaml's grpc.tls and the mounted Secret.
+// the link between config.yaml's grpc.tls or http_api.tls and the mounted
+// Secret.
 func TestTLSCheckCatchesMistakes(t *testing.T) {
 	shipped := loadManifests(t)
 	if err := checkTLS(shipped, shipped.config); err != nil {
 		t.Fatalf("the shipped manifests fail the check: %v", err)
+	}
+	if a := shipped.config.HTTPAPI; a == nil || a.TLS == nil {
+		t.Fatalf("test bug: the shipped config has no http_api.tls for these edits to break")
 	}
 	tlsVolume := func(m *manifests) *corev1.Volume {
 		for i, v := range m.deployment.Spec.Template.Spec.Volumes {
@@ -1285,6 +1470,15 @@ func TestTLSCheckCatchesMistakes(t *testing.T) {
 		edit func(m *manifests)
 	}{
 		{"no grpc.tls", func(m *manifests) { m.config.GRPC.TLS = nil }},
+		{"no http_api.tls", func(m *manifests) { m.config.HTTPAPI.TLS = nil }},
+		{"http_api.tls without key_file", func(m *manifests) { m.config.HTTPAPI.TLS.KeyFile = "" }},
+		{"http_api.tls.cert_file outside the mount", func(m *manifests) { m.config.HTTPAPI.TLS.CertFile = "/etc/usersig/tls.crt" }},
+		{"http_api.tls.key_file under another name", func(m *manifests) {
+			m.config.HTTPAPI.TLS.KeyFile = path.Join(path.Dir(m.config.HTTPAPI.TLS.KeyFile), "api.key")
+		}},
+		{"http_api.tls.cert_file the CA's", func(m *manifests) {
+			m.config.HTTPAPI.TLS.CertFile = path.Join(path.Dir(m.config.HTTPAPI.TLS.CertFile), "ca.crt")
+		}},
 		{"cert_file outside the mount", func(m *manifests) { m.config.GRPC.TLS.CertFile = "/etc/usersig/tls.crt" }},
 		{"key_file under another name", func(m *manifests) {
 			m.config.GRPC.TLS.KeyFile = path.Join(path.Dir(m.config.GRPC.TLS.KeyFile), "server.key")
@@ -1520,6 +1714,15 @@ func probeTargetsDeclaredPort(c *corev1.Container, p *corev1.Probe) error {
 		return fmt.Errorf("port %s is not a port of container %q", port.String(), c.Name)
 	}
 	return nil
+}
+
+// serviceTarget is the container port a Service port reaches: its
+// targetPort, or its port when targetPort is unset.
+func serviceTarget(sp corev1.ServicePort) intstr.IntOrString {
+	if sp.TargetPort.Type == intstr.Int && sp.TargetPort.IntVal == 0 {
+		return intstr.FromInt32(sp.Port)
+	}
+	return sp.TargetPort
 }
 
 func servicePortByName(s *corev1.Service, name string) *corev1.ServicePort {
