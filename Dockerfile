@@ -40,6 +40,6 @@ COPY --from=build /out/usersig /usersig
 USER 65532:65532
 # 50051: gRPC (usersig.v1.UserSigService, grpc.health.v1.Health)
 # 9090: HTTP /metrics, /healthz, /readyz
-EXPOSE 50051 9090
+EXPOSE 50051 8080 9090
 ENTRYPOINT ["/usersigd"]
 CMD ["--config", "/etc/usersig/config.yaml"]
