@@ -1124,7 +1124,7 @@ func printTable(w io.Writer, res Results) {
 	fmt.Fprintf(w, "usersigd benchmark, %s mode, %s\n", res.Mode, res.Date)
 	fmt.Fprintf(w, "machine: %s CPUs (%s), %s, %s, ghz %s, vegeta %s\n", m["nproc"], m["cpu_model"], m["kernel"], m["go_version"], m["ghz_version"], m["vegeta_version"])
 	fmt.Fprintf(w, "source:  %s%s\n", res.Source["git_commit"], map[bool]string{true: " + uncommitted changes", false: ""}[res.Source["git_dirty"] == "yes"])
-	fmt.Fprintf(w, "NOTE: ghz runs on the same %s CPUs as usersigd and competes with it for CPU; compare the ratios to the floor, not absolute figures.\n", m["nproc"])
+	fmt.Fprintf(w, "NOTE: ghz and vegeta run on the same %s CPUs as usersigd and compete with it for CPU; compare the ratios to the floor, not absolute figures.\n", m["nproc"])
 	if res.Mode == "smoke" {
 		fmt.Fprintln(w, "NOTE: smoke mode: runs are tiny and the figures mean little; only errors and failed runs fail it.")
 	}
