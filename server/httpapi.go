@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	_ "embed" // the OpenAPI document
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -132,6 +134,9 @@ func newHTTPAPI(cfg *HTTPAPIConfig, svc usersigv1.UserSigServiceServer, serverOp
 	conn, err := grpc.NewClient("passthrough:///usersig-http-api",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return a.mem.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Retrying is the HTTP client's call (Retry-After says when); a
+		// retry here would also count twice against the caller's rate.
+		grpc.WithDisableRetry(),
 		grpc.WithUnaryInterceptor(onlyForwarded))
 	if err != nil {
 		return nil, err
@@ -146,7 +151,7 @@ func newHTTPAPI(cfg *HTTPAPIConfig, svc usersigv1.UserSigServiceServer, serverOp
 		UnmarshalOptions: protojson.UnmarshalOptions{},
 	}
 	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, a.json),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, bodyJSON{a.json}),
 		runtime.WithIncomingHeaderMatcher(traceContextOnly),
 		runtime.WithOutgoingHeaderMatcher(noHeaders),
 		runtime.WithOutgoingTrailerMatcher(noHeaders),
@@ -379,4 +384,32 @@ func (a *httpAPI) writeStatus(w http.ResponseWriter, code int, st *status.Status
 	}
 	w.WriteHeader(code)
 	w.Write(body)
+}
+
+// bodyJSON is the API's JSON: runtime.JSONPb, but a request body is read
+// whole (bodyLimit bounds it) and given to protojson at once, where
+// JSONPb's decoder first scans it with encoding/json.
+type bodyJSON struct{ *runtime.JSONPb }
+
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (j bodyJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error {
+		m, ok := v.(proto.Message)
+		if !ok {
+			return j.JSONPb.NewDecoder(r).Decode(v)
+		}
+		buf := bodyBuffers.Get().(*bytes.Buffer)
+		defer func() {
+			buf.Reset()
+			bodyBuffers.Put(buf)
+		}()
+		if _, err := buf.ReadFrom(r); err != nil {
+			return err
+		}
+		if buf.Len() == 0 {
+			return io.EOF // an empty body is the empty request, as with JSONPb
+		}
+		return j.UnmarshalOptions.Unmarshal(buf.Bytes(), m)
+	})
 }

@@ -251,7 +251,7 @@ func TestHTTPAPIErrors(t *testing.T) {
 		{"malformed JSON", `{"sdk_app_id": 1400000000, "user_id": "u1"`, "unexpected EOF"},
 		{"unknown field", `{"sdk_app_id": 1400000000, "user_id": "u1", "user": "x"}`, `unknown field "user"`},
 		{"wrong type", `{"sdk_app_id": 1400000000, "user_id": 7}`, "userId"},
-		{"not JSON", `user_id=u1`, "invalid character"},
+		{"not JSON", `user_id=u1`, "syntax error"},
 	} {
 		a := c.post(gen, tc.body, tokBackend)
 		wantError(t, tc.name, a, 400, codes.InvalidArgument, "")

@@ -161,7 +161,7 @@ func (s *Server) buildGRPC() error {
 		selector.UnaryServerInterceptor(auth.UnaryServerInterceptor(s.svc.authenticate), isService),
 	}
 	// What every transport's server shares: the chains, message and
-	// header limits, stream workers and stats handlers.
+	// header limits, stream workers and tracing.
 	shared := []grpc.ServerOption{
 		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
@@ -176,13 +176,15 @@ func (s *Server) buildGRPC() error {
 			recovery.StreamServerInterceptor(recoveryOpt),
 			selector.StreamServerInterceptor(auth.StreamServerInterceptor(s.svc.authenticate), isService),
 		),
-		grpc.StatsHandler(connContext{}),
 	}
 	if s.opts.StatsHandler != nil {
 		shared = append(shared, grpc.StatsHandler(s.opts.StatsHandler))
 	}
 	opts := append([]grpc.ServerOption{
 		grpc.InTapHandle(s.admission.tapHandle),
+		// Strangers' connections need contexts that end with them
+		// (connctx.go); the HTTP API's in-memory connection does not.
+		grpc.StatsHandler(connContext{}),
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),
 		grpc.ConnectionTimeout(connectionTimeout),
