@@ -41,18 +41,20 @@ type connLimit struct {
 // addresses may take one client address and port on each.
 type connKey struct{ local, remote netip.AddrPort }
 
-func newConnLimit(l net.Listener, max, perSource int, m *metrics) *connLimit {
+func newConnLimit(l net.Listener, max, perSource int, m *metrics, listener string) *connLimit {
 	c := &connLimit{Listener: l, max: max, perSource: perSource, exemptLoopback: true,
 		byAddr: map[connKey]*limitedConn{}, bySource: map[netip.Prefix]int{}}
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "usersig_connections_closed_total",
-		Help: "gRPC connections closed by the connection limit: evicted (the oldest without a caller's call, to admit a new one), refused (at the cap with every connection a caller's, or over the per-source limit) or refusals (too many calls with a deadline refused on it).",
+		Name:        "usersig_connections_closed_total",
+		Help:        "Connections closed by the connection limit of a listener (grpc, http_api): evicted (the oldest without a caller's call, to admit a new one), refused (at the cap with every connection a caller's, or over the per-source limit) or refusals (too many calls with a deadline refused on it).",
+		ConstLabels: prometheus.Labels{"listener": listener},
 	}, []string{"why"})
 	m.registry.MustRegister(vec)
 	c.evicted, c.refused, c.closedRefusals = vec.WithLabelValues("evicted"), vec.WithLabelValues("refused"), vec.WithLabelValues("refusals")
 	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "usersig_connections_open",
-		Help: "gRPC connections open.",
+		Name:        "usersig_connections_open",
+		Help:        "Connections open, by listener (grpc, http_api).",
+		ConstLabels: prometheus.Labels{"listener": listener},
 	}, func() float64 { c.mu.RLock(); defer c.mu.RUnlock(); return float64(len(c.byAddr)) })
 	m.registry.MustRegister(open)
 	return c

@@ -52,7 +52,7 @@ func newTestLimit(t *testing.T, max, perSource int, exemptLoopback bool) (*connL
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newConnLimit(raw, max, perSource, newMetrics("test"))
+	l := newConnLimit(raw, max, perSource, newMetrics("test"), "grpc")
 	l.exemptLoopback = exemptLoopback
 	t.Cleanup(func() { l.Close() })
 	return l, acceptAll(t, l)
@@ -149,7 +149,7 @@ func TestConnLimitKeysBothEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newConnLimit(raw, 100, 100, newMetrics("test"))
+	l := newConnLimit(raw, 100, 100, newMetrics("test"), "grpc")
 	t.Cleanup(func() { l.Close() })
 	accepted := acceptAll(t, l)
 	port := raw.Addr().(*net.TCPAddr).Port

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"time"
+
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Client-facing errors. Messages are constants or name a field and a rule;
@@ -18,7 +21,7 @@ var (
 	// or the token's caller is bound to certificates and this one does
 	// not name it.
 	errCertTokenMismatch = status.Error(codes.Unauthenticated, "the bearer token and the client certificate do not name the same caller")
-	errOverloaded        = status.Error(codes.ResourceExhausted, "the server is at its limit of concurrent calls; retry with backoff")
+	errOverloaded        = withRetryInfo(status.New(codes.ResourceExhausted, "the server is at its limit of concurrent calls; retry with backoff"), time.Second)
 	errInternal          = status.Error(codes.Internal, "internal error")
 	errUserIDPattern     = status.Error(codes.PermissionDenied, "user_id is outside the user ids this caller may use (its user_id_pattern)")
 )
@@ -57,6 +60,14 @@ func invalidArgument(field, rule string) error {
 	if d, err := st.WithDetails(&errdetails.BadRequest{
 		FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: rule}},
 	}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// withRetryInfo is st with a google.rpc.RetryInfo of retry, as an error.
+func withRetryInfo(st *status.Status, retry time.Duration) error {
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -6,20 +6,24 @@ import (
 	"crypto/tls"
 	_ "embed" // the OpenAPI document
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"math"
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 	"go.uber.org/zap"
-	"golang.org/x/net/netutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -58,8 +62,15 @@ import (
 const (
 	// maxAPIBody bounds a request body; above it the answer is 413.
 	maxAPIBody = 64 << 10
-	// maxAPIConnections bounds the API listener's open connections.
+	// maxAPIConnections bounds the API listener's open connections, as
+	// the gRPC listener's are bounded (conns.go): at the cap a new one
+	// evicts the oldest that never carried a caller's call, and one
+	// source may hold maxConnectionsPerSource of them.
 	maxAPIConnections = 1024
+	// apiReadTimeout bounds reading a request, body included, and
+	// apiIdleTimeout a keep-alive connection between requests.
+	apiReadTimeout = 10 * time.Second
+	apiIdleTimeout = 30 * time.Second
 	// httpClientKey is the metadata key, set by the gateway alone, that
 	// carries the HTTP client's address to the internal server.
 	httpClientKey = "usersig-http-client"
@@ -96,6 +107,7 @@ type httpAPI struct {
 
 	admission *admission
 	metrics   *metrics
+	conns     *connLimit
 }
 
 // Why the API refused a request before it became a call.
@@ -108,9 +120,9 @@ const (
 // newHTTPAPI builds the API: serverOpts are the gRPC server's options
 // that every transport shares (interceptors, limits, stats handlers);
 // adm is the admission, whose tap admits the gateway's calls.
-func newHTTPAPI(cfg *HTTPAPIConfig, svc usersigv1.UserSigServiceServer, serverOpts []grpc.ServerOption,
-	adm *admission, m *metrics, log *zap.Logger) (*httpAPI, error) {
-	a := &httpAPI{cfg: cfg, log: log, mem: bufconn.Listen(256 << 10), admission: adm, metrics: m}
+func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1.UserSigServiceServer, serverOpts []grpc.ServerOption,
+	adm *admission, m *metrics, zl *zap.Logger) (*httpAPI, error) {
+	a := &httpAPI{cfg: cfg, log: zl, mem: bufconn.Listen(256 << 10), admission: adm, metrics: m}
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersig_http_api_refused_total",
 		Help: "HTTP API requests answered before they became a call: no_route, method_not_allowed, body_too_large. Calls are counted by the grpc_server_* metrics, as gRPC calls are.",
@@ -184,10 +196,17 @@ func newHTTPAPI(cfg *HTTPAPIConfig, svc usersigv1.UserSigServiceServer, serverOp
 	a.http = &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    maxHeaderListSize,
-		ErrorLog:          zap.NewStdLog(log),
+		ReadTimeout:       apiReadTimeout,
+		// A client that does not read its answer (or, over HTTP/2, grants
+		// no window) holds a handler until this ends it: the request's
+		// reading, the call and some slack.
+		WriteTimeout:   apiReadTimeout + maxCallDuration + 5*time.Second,
+		IdleTimeout:    apiIdleTimeout,
+		MaxHeaderBytes: maxHeaderListSize,
+		// As on the gRPC listener (HTTP/2 over TLS; plain HTTP is HTTP/1.1).
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxStreamsPerConn},
+		// net/http logs each failed handshake: anyone could flood the log.
+		ErrorLog: log.New(&sampledLog{log: zl, what: "HTTP API connection errors"}, "", 0),
 	}
 	return a, nil
 }
@@ -198,7 +217,8 @@ func (a *httpAPI) listen() error {
 	if err != nil {
 		return err
 	}
-	l = netutil.LimitListener(l, maxAPIConnections)
+	a.conns = newConnLimit(l, maxAPIConnections, maxConnectionsPerSource, a.metrics, "http_api")
+	l = a.conns
 	if a.tls != nil {
 		a.tls.NextProtos = []string{"h2", "http/1.1"}
 		l = tls.NewListener(l, a.tls)
@@ -297,7 +317,8 @@ func (a *httpAPI) bodyLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Grpc-Timeout")
 		if r.Method == http.MethodPost {
-			if _, reason, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil); err != nil {
+			_, reason, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil)
+			if err != nil {
 				a.metrics.authFailure(reason)
 				a.admission.refusals.refused(withHTTPClient(r.Context(), metadata.MD{httpClientKey: {r.RemoteAddr}}, a.lis.Addr()), reason)
 				// Closing the connection spares reading the body, which
@@ -305,6 +326,12 @@ func (a *httpAPI) bodyLimit(next http.Handler) http.Handler {
 				w.Header().Set("Connection", "close")
 				a.writeStatus(w, http.StatusUnauthorized, status.Convert(err), "")
 				return
+			}
+			// A caller's connection is kept at the connection cap.
+			if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+				if remote, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+					a.conns.callerCalled(local, net.TCPAddrFromAddrPort(remote))
+				}
 			}
 		}
 		if r.ContentLength > maxAPIBody {
@@ -410,6 +437,58 @@ func (j bodyJSON) NewDecoder(r io.Reader) runtime.Decoder {
 		if buf.Len() == 0 {
 			return io.EOF // an empty body is the empty request, as with JSONPb
 		}
-		return j.UnmarshalOptions.Unmarshal(buf.Bytes(), m)
+		if err := j.UnmarshalOptions.Unmarshal(buf.Bytes(), m); err != nil {
+			return badBody(err)
+		}
+		return nil
 	})
+}
+
+// protojson's errors quote the offending input: a ticket pasted into the
+// wrong field would come back in the error. badBody keeps what names the
+// problem (the position, the field) and drops the values.
+var (
+	bodyPosition     = regexp.MustCompile(`\(line \d+:\d+\)`)
+	bodyUnknownField = regexp.MustCompile(`(unknown|duplicate) field "([A-Za-z0-9_]{1,64})"`)
+	bodyFieldValue   = regexp.MustCompile(`invalid value for \w+ field ([A-Za-z0-9_]{1,64})`)
+)
+
+func badBody(err error) error {
+	msg := err.Error()
+	what := "is not the JSON of the request"
+	switch {
+	case bodyUnknownField.MatchString(msg):
+		m := bodyUnknownField.FindStringSubmatch(msg)
+		what = fmt.Sprintf("has %s field %q", m[1], m[2])
+	case bodyFieldValue.MatchString(msg):
+		what = "has a value of the wrong type or out of range in field " + bodyFieldValue.FindStringSubmatch(msg)[1]
+	case strings.Contains(msg, "syntax error"), strings.Contains(msg, "unexpected token"), strings.Contains(msg, "EOF"):
+		what = "is not valid JSON"
+	}
+	if p := bodyPosition.FindString(msg); p != "" {
+		what += " " + p
+	}
+	// grpc-gateway answers a decoding error as INVALID_ARGUMENT with the
+	// error's text as the message.
+	return errors.New("the request body " + what)
+}
+
+// sampledLog is http.Server's error log: one line at most every 10 s,
+// counting the errors between, with the last (cut to 200 bytes).
+type sampledLog struct {
+	log   *zap.Logger
+	what  string
+	count atomic.Int64
+	last  atomic.Int64 // Unix nanoseconds of the last line
+}
+
+func (l *sampledLog) Write(p []byte) (int, error) {
+	n := l.count.Add(1)
+	now, last := time.Now().UnixNano(), l.last.Load()
+	if now-last >= int64(10*time.Second) && l.last.CompareAndSwap(last, now) {
+		l.count.Add(-n)
+		msg := strings.TrimSpace(string(p[:min(len(p), 200)]))
+		l.log.Warn(l.what+" (one line per 10 s at most)", zap.Int64("count", n), zap.String("last", msg))
+	}
+	return len(p), nil
 }

@@ -13,8 +13,8 @@ import (
 
 // TestHTTPAPIStatusOfServerErrors: the service's errors that a test
 // cannot provoke on demand over a real server keep their HTTP status and
-// body: UNAVAILABLE (draining) is 503, the overload refusal is 429
-// without a Retry-After (it carries no RetryInfo), INTERNAL is 500.
+// body: UNAVAILABLE (draining) is 503, the overload refusal is 429 with
+// its RetryInfo as Retry-After: 1, INTERNAL is 500.
 func TestHTTPAPIStatusOfServerErrors(t *testing.T) {
 	a := &httpAPI{json: &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitDefaultValues: true}},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x"}, []string{"reason"})}
@@ -22,10 +22,11 @@ func TestHTTPAPIStatusOfServerErrors(t *testing.T) {
 		err        error
 		httpStatus int
 		code       float64
+		retryAfter string
 	}{
-		{errDraining, http.StatusServiceUnavailable, 14},
-		{errOverloaded, http.StatusTooManyRequests, 8},
-		{errInternal, http.StatusInternalServerError, 13},
+		{errDraining, http.StatusServiceUnavailable, 14, ""},
+		{errOverloaded, http.StatusTooManyRequests, 8, "1"},
+		{errInternal, http.StatusInternalServerError, 13, ""},
 	} {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "/v1/usersig:generate", nil)
@@ -34,8 +35,8 @@ func TestHTTPAPIStatusOfServerErrors(t *testing.T) {
 		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || w.Code != tc.httpStatus || body["code"] != tc.code || body["message"] == "" {
 			t.Errorf("%v: %d %s (%v), want %d with code %v", tc.err, w.Code, w.Body, err, tc.httpStatus, tc.code)
 		}
-		if w.Header().Get("Retry-After") != "" {
-			t.Errorf("%v: Retry-After %q without a RetryInfo", tc.err, w.Header().Get("Retry-After"))
+		if got := w.Header().Get("Retry-After"); got != tc.retryAfter {
+			t.Errorf("%v: Retry-After %q, want %q", tc.err, got, tc.retryAfter)
 		}
 	}
 }

@@ -248,15 +248,21 @@ func TestHTTPAPIErrors(t *testing.T) {
 
 	// The gateway's own: bodies that are not the request's JSON.
 	for _, tc := range []struct{ name, body, says string }{
-		{"malformed JSON", `{"sdk_app_id": 1400000000, "user_id": "u1"`, "unexpected EOF"},
-		{"unknown field", `{"sdk_app_id": 1400000000, "user_id": "u1", "user": "x"}`, `unknown field "user"`},
-		{"wrong type", `{"sdk_app_id": 1400000000, "user_id": 7}`, "userId"},
-		{"not JSON", `user_id=u1`, "syntax error"},
+		{"malformed JSON", `{"sdk_app_id": 1400000000, "user_id": "u1"`, "the request body is not valid JSON"},
+		{"unknown field", `{"sdk_app_id": 1400000000, "user_id": "u1", "user": "x"}`, `the request body has unknown field "user" (line 1:`},
+		{"duplicate field", `{"sdk_app_id": 1400000000, "user_id": "u1", "userId": "u2"}`, `duplicate field "userId"`},
+		{"wrong type", `{"sdk_app_id": 1400000000, "user_id": 7}`, "in field userId"},
+		{"not JSON", `user_id=u1`, "the request body is not valid JSON (line 1:1)"},
+		// A ticket in the wrong field is not repeated in the answer.
+		{"a ticket as the ttl", `{"sdk_app_id": 1400000000, "user_id": "u1", "ttl": "eJwtjVELgjAU` + strings.Repeat("A", 40) + `"}`, "the request body"},
 	} {
 		a := c.post(gen, tc.body, tokBackend)
 		wantError(t, tc.name, a, 400, codes.InvalidArgument, "")
 		if msg, _ := a.body["message"].(string); !strings.Contains(msg, tc.says) {
 			t.Errorf("%s: message %q, want it to say %q", tc.name, msg, tc.says)
+		}
+		if strings.Contains(a.raw, "eJwtjVELgjAU") || strings.Contains(a.raw, `"u2"`) || strings.Contains(a.raw, "user_id=u1") {
+			t.Errorf("%s: the answer repeats the request's values: %s", tc.name, a.raw)
 		}
 	}
 	// Routing: no such path, and a route's path with another method.

@@ -6,10 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // The caller option rate, whole: its schema (RateConfig, a field of
@@ -96,9 +94,5 @@ func (r *callerRate) allow() (retry time.Duration, ok bool) {
 // errRateLimited is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying
 // when the caller's bucket holds a token again.
 func errRateLimited(caller string, retry time.Duration) error {
-	st := status.New(codes.ResourceExhausted, fmt.Sprintf("caller %q is over its rate limit; retry after %s", caller, retry.Round(time.Millisecond)))
-	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); err == nil {
-		st = d
-	}
-	return st.Err()
+	return withRetryInfo(status.New(codes.ResourceExhausted, fmt.Sprintf("caller %q is over its rate limit; retry after %s", caller, retry.Round(time.Millisecond))), retry)
 }

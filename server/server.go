@@ -220,7 +220,7 @@ func (s *Server) buildGRPC() error {
 	s.admission.learn(s.grpc)
 	s.metrics.grpc.InitializeMetrics(s.grpc)
 	if a := s.cfg.HTTPAPI; a != nil {
-		api, err := newHTTPAPI(a, s.svc, shared, s.admission, s.metrics, s.log.Named("http_api"))
+		api, err := newHTTPAPI(a, s.cfg.GRPC.MaxCallDuration.d, s.svc, shared, s.admission, s.metrics, s.log.Named("http_api"))
 		if err != nil {
 			return err
 		}
@@ -330,7 +330,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("grpc.listen: %w", err)
 	}
-	s.conns = newConnLimit(lis, maxConnections, maxConnectionsPerSource, s.metrics)
+	s.conns = newConnLimit(lis, maxConnections, maxConnectionsPerSource, s.metrics, "grpc")
 	s.grpcLis, s.admission.conns = s.conns, s.conns
 	if s.cfg.HTTP.Listen != "" {
 		hl, err := net.Listen("tcp", s.cfg.HTTP.Listen)

@@ -322,7 +322,7 @@ func TestRefusedDeadlinesFreed(t *testing.T) {
 		t.Fatal("the calls were not sent within 30s")
 	}
 	waitFor(t, "every connection to be closed after its 64 refusals", func() bool {
-		return ts.metric(`usersig_connections_closed_total{why="refusals"}`) == strconv.Itoa(conns)
+		return ts.metric(`usersig_connections_closed_total{listener="grpc",why="refusals"}`) == strconv.Itoa(conns)
 	})
 	res := r.Stop()
 	if res.Codes[codes.Unauthenticated] < conns {
