@@ -381,14 +381,8 @@ func TestHTTPAPISameCall(t *testing.T) {
 // cannot be reached over HTTP, whatever the headers say; the API works
 // while gRPC uses mutual TLS.
 func TestHTTPAPIForgedIdentity(t *testing.T) {
-	ca := newCA(t)
-	dir := t.TempDir()
-	writePEM(t, dir+"/ca.pem", "CERTIFICATE", ca.der)
-	srvCert, srvKey := ca.issue(t, "localhost", false)
-	writePEM(t, dir+"/server.pem", "CERTIFICATE", srvCert)
-	writePEM(t, dir+"/server-key.pem", "EC PRIVATE KEY", srvKey)
 	const tokSvc = "tok-svc-certbound-0a1b2c3d4e5f"
-	config := strings.Replace(apiConfig, "  listen: 127.0.0.1:0\nhttp:", "  listen: 127.0.0.1:0\n  tls: {cert_file: "+dir+"/server.pem, key_file: "+dir+"/server-key.pem, client_ca_file: "+dir+"/ca.pem}\nhttp:", 1)
+	config, ca := mutualTLS(t, apiConfig)
 	config = strings.Replace(config, "http_api:", "  - name: svc\n    token_sha256: "+tokenHash(tokSvc)+"\n    client_cert_names: [svc.internal]\n    apps: [1400000000]\n    methods: [VerifyUserSig]\n  - name: certonly\n    client_cert_names: [certonly.internal]\n    apps: [1400000000]\n    methods: [VerifyUserSig]\nhttp_api:", 1)
 	ts := startServer(t, config)
 	c := newAPIClient(ts, "http", nil)

@@ -29,23 +29,17 @@ import (
 // server on loopback.
 func TestMutualTLSIdentity(t *testing.T) {
 	const tokBound = "tok-bound-3c4d5e6f7a8b9c0d1e2f"
-	ca := newCA(t)
-	dir := t.TempDir()
-	writePEM(t, dir+"/ca.pem", "CERTIFICATE", ca.der)
-	srvCert, srvKey := ca.issue(t, "localhost", false)
-	writePEM(t, dir+"/server.pem", "CERTIFICATE", srvCert)
-	writePEM(t, dir+"/server-key.pem", "EC PRIVATE KEY", srvKey)
-	config := strings.Replace(fixtureConfig, "  listen: 127.0.0.1:0\nhttp:", "  listen: 127.0.0.1:0\n  tls: {cert_file: "+dir+"/server.pem, key_file: "+dir+"/server-key.pem, client_ca_file: "+dir+"/ca.pem}\nhttp:", 1) + `
+	config, ca := mutualTLS(t, fixtureConfig+`
   - name: svc
     client_cert_names: [svc.internal, "spiffe://example.org/svc"]
     apps: [1400000000]
     methods: [VerifyUserSig]
   - name: bound
-    token_sha256: ` + tokenHash(tokBound) + `
+    token_sha256: `+tokenHash(tokBound)+`
     client_cert_names: [bound.internal]
     apps: [1400000000]
     methods: [VerifyUserSig]
-`
+`)
 	ts := startServer(t, config)
 	_, body := ts.httpGet("/metrics")
 	if !strings.Contains(body, `usersig_auth_failures_total{reason="cert_token_mismatch"} 0`) {

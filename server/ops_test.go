@@ -117,14 +117,8 @@ func TestDrain(t *testing.T) {
 // TestMutualTLS: with client_ca_file set, a verified client certificate
 // may name the caller; bearer tokens still work.
 func TestMutualTLS(t *testing.T) {
-	ca := newCA(t)
-	dir := t.TempDir()
-	writePEM(t, dir+"/ca.pem", "CERTIFICATE", ca.der)
-	srvCert, srvKey := ca.issue(t, "localhost", false)
-	writePEM(t, dir+"/server.pem", "CERTIFICATE", srvCert)
-	writePEM(t, dir+"/server-key.pem", "EC PRIVATE KEY", srvKey)
-	config := strings.Replace(fixtureConfig, "  listen: 127.0.0.1:0\nhttp:", "  listen: 127.0.0.1:0\n  tls: {cert_file: "+dir+"/server.pem, key_file: "+dir+"/server-key.pem, client_ca_file: "+dir+"/ca.pem}\nhttp:", 1) +
-		"  - name: svc\n    client_cert_names: [svc.internal]\n    apps: [1400000000]\n    methods: [VerifyUserSig]\n"
+	config, ca := mutualTLS(t, fixtureConfig+
+		"  - name: svc\n    client_cert_names: [svc.internal]\n    apps: [1400000000]\n    methods: [VerifyUserSig]\n")
 	ts := startServer(t, config)
 	dialAs := func(cn string) usersigv1.UserSigServiceClient {
 		t.Helper()
@@ -156,6 +150,19 @@ func TestMutualTLS(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("no client certificate: %v, want the handshake refused (UNAVAILABLE)", err)
 	}
+}
+
+// mutualTLS writes a CA and a server certificate for localhost, and
+// turns on mutual TLS for the gRPC listener in config.
+func mutualTLS(t *testing.T, config string) (string, *testCA) {
+	ca := newCA(t)
+	dir := t.TempDir()
+	writePEM(t, dir+"/ca.pem", "CERTIFICATE", ca.der)
+	srvCert, srvKey := ca.issue(t, "localhost", false)
+	writePEM(t, dir+"/server.pem", "CERTIFICATE", srvCert)
+	writePEM(t, dir+"/server-key.pem", "EC PRIVATE KEY", srvKey)
+	tls := "  tls: {cert_file: " + dir + "/server.pem, key_file: " + dir + "/server-key.pem, client_ca_file: " + dir + "/ca.pem}\n"
+	return strings.Replace(config, "  listen: 127.0.0.1:0\nhttp:", "  listen: 127.0.0.1:0\n"+tls+"http:", 1), ca
 }
 
 type testCA struct {
