@@ -53,15 +53,17 @@ func TestReflectionServesTheProto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := alpha.Send(&reflectionalphapb.ServerReflectionRequest{
-		MessageRequest: &reflectionalphapb.ServerReflectionRequest_FileByFilename{FileByFilename: want.GetName()},
-	}); err != nil {
+	//lint:ignore SA1019 v1alpha is deprecated, and still what older clients ask for: it is under test
+	byName := &reflectionalphapb.ServerReflectionRequest_FileByFilename{FileByFilename: want.GetName()}
+	//lint:ignore SA1019 as above
+	if err := alpha.Send(&reflectionalphapb.ServerReflectionRequest{MessageRequest: byName}); err != nil {
 		t.Fatal(err)
 	}
 	aresp, err := alpha.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
+	//lint:ignore SA1019 as above
 	if got := servedFile(t, aresp.GetFileDescriptorResponse().GetFileDescriptorProto(), want.GetName()); !sameFile(got, want) {
 		t.Errorf("v1alpha reflection serves a descriptor that differs from proto/")
 	}
