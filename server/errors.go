@@ -12,8 +12,8 @@ import (
 // Client-facing errors. Messages are constants or name a field and a rule;
 // none ever holds a key, a token or a ticket.
 var (
-	errNoToken       = status.Error(codes.Unauthenticated, "missing credentials: send the metadata authorization: Bearer <token>")
-	errNotBearer     = status.Error(codes.Unauthenticated, "the authorization metadata must be one Bearer <token>")
+	errNoToken       = status.Error(codes.Unauthenticated, "missing credentials: send authorization: Bearer <token> (gRPC metadata, or the HTTP header)")
+	errNotBearer     = status.Error(codes.Unauthenticated, "authorization must be one Bearer <token>")
 	errUnknownToken  = status.Error(codes.Unauthenticated, "unknown bearer token")
 	errUnknownCert   = status.Error(codes.Unauthenticated, "the client certificate names no caller")
 	errAmbiguousCert = status.Error(codes.Unauthenticated, "the client certificate names more than one caller")
