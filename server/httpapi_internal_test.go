@@ -8,13 +8,16 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // TestHTTPAPIStatusOfServerErrors: the service's errors that a test
 // cannot provoke on demand over a real server keep their HTTP status and
 // body: UNAVAILABLE (draining) is 503, the overload refusal is 429 with
-// its RetryInfo as Retry-After: 1, INTERNAL is 500.
+// its RetryInfo as Retry-After: 1, INTERNAL is 500, DEADLINE_EXCEEDED
+// (a call past grpc.max_call_duration) is 504.
 func TestHTTPAPIStatusOfServerErrors(t *testing.T) {
 	a := &httpAPI{json: &runtime.JSONPb{MarshalOptions: protojson.MarshalOptions{EmitDefaultValues: true}},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x"}, []string{"reason"})}
@@ -27,6 +30,7 @@ func TestHTTPAPIStatusOfServerErrors(t *testing.T) {
 		{errDraining, http.StatusServiceUnavailable, 14, ""},
 		{errOverloaded, http.StatusTooManyRequests, 8, "1"},
 		{errInternal, http.StatusInternalServerError, 13, ""},
+		{status.Error(codes.DeadlineExceeded, "context deadline exceeded"), http.StatusGatewayTimeout, 4, ""},
 	} {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "/v1/usersig:generate", nil)
