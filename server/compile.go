@@ -240,6 +240,7 @@ func (c *checker) caller(field string, cc *CallerConfig, p *policy, declared map
 		cl.userIDPattern = c.userIDPattern(field+".user_id_pattern", cc.UserIDPattern)
 	}
 	cl.rate = c.rate(field+".rate", cc.Rate)
+	cl.userRate = c.userRate(field+".rate_per_user", cc.RatePerUser)
 	if len(c.problems) > before {
 		return nil
 	}

@@ -142,6 +142,8 @@ type CallerConfig struct {
 	MaxTTL        Duration    `yaml:"max_ttl"`
 	UserIDPattern string      `yaml:"user_id_pattern"`
 	Rate          *RateConfig `yaml:"rate"`
+	// RatePerUser is a token bucket per user id the caller calls for.
+	RatePerUser *UserRateConfig `yaml:"rate_per_user"`
 }
 
 // Duration is a duration written as Go writes them (720h, 90s). It keeps
@@ -247,6 +249,7 @@ var yamlTypeNames = strings.NewReplacer(
 	"server.KeyConfig", "a key",
 	"server.CallerConfig", "a caller",
 	"server.RateConfig", "a caller's rate",
+	"server.UserRateConfig", "a caller's rate_per_user",
 )
 
 var yamlUnknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (.+)$`)
@@ -307,6 +310,10 @@ func (cfg *Config) clone() *Config {
 		if cc.Rate != nil {
 			r := *cc.Rate
 			cc.Rate = &r
+		}
+		if cc.RatePerUser != nil {
+			r := *cc.RatePerUser
+			cc.RatePerUser = &r
 		}
 	}
 	return &out

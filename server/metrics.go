@@ -23,6 +23,8 @@ type metrics struct {
 	verifications *prometheus.CounterVec
 	authFailures  *prometheus.CounterVec
 	rateLimits    *prometheus.CounterVec
+	userRates     *prometheus.CounterVec
+	userEvictions *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	generation    prometheus.Gauge
 	ready         prometheus.Gauge
@@ -79,6 +81,14 @@ func newMetrics(version string) *metrics {
 			Name: "usersig_rate_limited_total",
 			Help: "Calls refused because the caller was over its rate, by caller.",
 		}, []string{"caller"}),
+		userRates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersig_rate_per_user_limited_total",
+			Help: "Calls refused because the user id was over its caller's rate_per_user, by caller.",
+		}, []string{"caller"}),
+		userEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersig_rate_per_user_evicted_total",
+			Help: "Users' rate_per_user buckets dropped, not yet full, to keep the caller's table at max_users, by caller.",
+		}, []string{"caller"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_config_reloads_total",
 			Help: "Config reloads, by result (success or failure; a failure keeps the old config).",
@@ -101,7 +111,7 @@ func newMetrics(version string) *metrics {
 		Help: "Always 1; the labels say what is running.",
 	}, []string{"version", "go_version"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	m.registry.MustRegister(m.grpc, m.tickets, m.verifications, m.authFailures, m.rateLimits, m.reloads,
+	m.registry.MustRegister(m.grpc, m.tickets, m.verifications, m.authFailures, m.rateLimits, m.userRates, m.userEvictions, m.reloads,
 		m.generation, m.ready, stale, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that alerts watch exist from the start, at 0.
@@ -126,6 +136,10 @@ func (m *metrics) issuedCounter(app uint64, caller string, kind ticketKind) prom
 func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }
 
 func (m *metrics) rateLimited(caller string) { m.rateLimits.WithLabelValues(caller).Inc() }
+
+func (m *metrics) userRateLimited(caller string) { m.userRates.WithLabelValues(caller).Inc() }
+
+func (m *metrics) userEvicted(caller string) { m.userEvictions.WithLabelValues(caller).Inc() }
 
 // watchStale gives usersig_config_stale the function that compares the
 // files on disk with the config in force.

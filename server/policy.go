@@ -49,6 +49,7 @@ type caller struct {
 	maxTTL        time.Duration
 	userIDPattern *regexp.Regexp
 	rate          *callerRate // nil when the caller has no rate (ratelimit.go)
+	userRate      *userRate   // nil when the caller has no rate_per_user (ratelimit.go)
 	// issued records the tickets it mints, by app and kind.
 	issued map[uint64]*[numKinds]issuance
 }

@@ -23,7 +23,8 @@ var _ usersigv1.UserSigServiceServer = (*service)(nil)
 // (auth.go). It owns what a call needs: the policy in force, which the
 // reloader swaps, the clock tickets are minted at, the metrics and a log
 // for what should never happen. Authentication, the caller's rate and the
-// method check have run before a handler is called.
+// method check have run before a handler is called; the caller's
+// rate_per_user is the handler's to spend, once the request has passed.
 type service struct {
 	usersigv1.UnimplementedUserSigServiceServer
 	policy  *atomic.Pointer[policy]
@@ -36,6 +37,9 @@ func (h *service) GenerateUserSig(ctx context.Context, req *usersigv1.GenerateUs
 	ci := callInfoFrom(ctx)
 	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
 	if err != nil {
+		return nil, err
+	}
+	if err := h.spendUserRate(ci, req.GetUserId()); err != nil {
 		return nil, err
 	}
 	is, err := a.keys[0].UserSig(a.id, req.GetUserId(), ttl, h.clock())
@@ -69,6 +73,9 @@ func (h *service) VerifyUserSig(ctx context.Context, req *usersigv1.VerifyUserSi
 	if err := h.checkUserID(ci, req.GetUserId()); err != nil {
 		return nil, err
 	}
+	if err := h.spendUserRate(ci, req.GetUserId()); err != nil {
+		return nil, err
+	}
 	r := signer.Verify(req.GetUserSig(), a.id, req.GetUserId(), a.keys, h.clock())
 	a.verified[r.Status].Inc()
 	return convert.VerifyResponse(r, a.keyIDs), nil
@@ -100,6 +107,9 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 	privileges := req.GetPrivilegeMap()
 	if privileges == 0 || privileges > signer.MaxPrivilegeMap {
 		return nil, invalidArgument("privilege_map", signer.RulePrivilegeMap)
+	}
+	if err := h.spendUserRate(ci, req.GetUserId()); err != nil {
+		return nil, err
 	}
 	is, err := a.keys[0].PrivateMapKey(a.id, req.GetUserId(), ttl, room, uint32(privileges), h.clock())
 	if err != nil {
@@ -162,6 +172,22 @@ func (h *service) checkUserID(ci *callInfo, userID string) error {
 	if re := ci.caller.userIDPattern; re != nil && !re.MatchString(userID) {
 		h.metrics.authFailure(authUserID)
 		return errUserIDPattern
+	}
+	return nil
+}
+
+// spendUserRate spends one token of the user id's bucket under the
+// caller's rate_per_user (ratelimit.go). Handlers call it last, after
+// every check of the caller, the app and the request, so that a refused
+// call spends no user's budget, and before any signing work.
+func (h *service) spendUserRate(ci *callInfo, userID string) error {
+	retry, evicted, ok := ci.caller.userRate.allow(userID)
+	if evicted {
+		h.metrics.userEvicted(ci.caller.name)
+	}
+	if !ok {
+		h.metrics.userRateLimited(ci.caller.name)
+		return errUserRateLimited(ci.caller.name, retry)
 	}
 	return nil
 }
