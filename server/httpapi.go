@@ -67,6 +67,15 @@ const (
 	// evicts the oldest that never carried a caller's call, and one
 	// source may hold maxConnectionsPerSource of them.
 	maxAPIConnections = 1024
+	// maxAPIRequests and maxAPIAnonymousRequests bound the requests the
+	// API holds at once, from their headers to the last byte of their
+	// answer, for callers (a valid bearer token) and for everyone else
+	// (the OpenAPI document, refusals). A request that finds its pool
+	// full is reset at once. Without them, HTTP/2 clients that grant no
+	// flow-control window hold a goroutine and ~17 KB per stream until
+	// the write timeout: 32,000 streams took 578 MB.
+	maxAPIRequests          = 1024
+	maxAPIAnonymousRequests = 256
 	// apiReadTimeout bounds reading a request, body included, and
 	// apiIdleTimeout a keep-alive connection between requests.
 	apiReadTimeout = 10 * time.Second
@@ -108,6 +117,8 @@ type httpAPI struct {
 	admission *admission
 	metrics   *metrics
 	conns     *connLimit
+
+	callers, anonymous *slots // requests in flight, by who sent them
 }
 
 // Why the API refused a request before it became a call.
@@ -115,6 +126,9 @@ const (
 	apiNoRoute    = "no_route"
 	apiMethod     = "method_not_allowed"
 	apiBodyTooBig = "body_too_large"
+	// The request pools were full: the request was reset unanswered.
+	apiCallerRequests    = "max_requests"
+	apiAnonymousRequests = "max_anonymous_requests"
 )
 
 // newHTTPAPI builds the API: serverOpts are the gRPC server's options
@@ -125,9 +139,9 @@ func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1
 	a := &httpAPI{cfg: cfg, log: zl, mem: bufconn.Listen(256 << 10), admission: adm, metrics: m}
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersig_http_api_refused_total",
-		Help: "HTTP API requests answered before they became a call: no_route, method_not_allowed, body_too_large. Calls are counted by the grpc_server_* metrics, as gRPC calls are.",
+		Help: "HTTP API requests answered before they became a call: no_route, method_not_allowed, body_too_large; or reset unanswered, their pool full: max_requests (callers'), max_anonymous_requests (without a caller's token). Calls are counted by the grpc_server_* metrics, as gRPC calls are.",
 	}, []string{"reason"})
-	for _, r := range []string{apiNoRoute, apiMethod, apiBodyTooBig} {
+	for _, r := range []string{apiNoRoute, apiMethod, apiBodyTooBig, apiCallerRequests, apiAnonymousRequests} {
 		a.refused.WithLabelValues(r)
 	}
 	m.registry.MustRegister(a.refused)
@@ -193,8 +207,10 @@ func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1
 			MaxAge:         600,
 		}).Handler(h)
 	}
+	a.callers = newSlots(maxAPIRequests, apiCallerRequests, nil)
+	a.anonymous = newSlots(maxAPIAnonymousRequests, apiAnonymousRequests, nil)
 	a.http = &http.Server{
-		Handler:           h,
+		Handler:           a.admit(h),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       apiReadTimeout,
 		// A client that does not read its answer (or, over HTTP/2, grants
@@ -260,6 +276,30 @@ func (a *httpAPI) close() {
 	a.http.Close()
 	a.grpc.Stop()
 	a.conn.Close()
+}
+
+// admit holds a slot of the caller's or the anonymous pool for each
+// request, from its headers until its answer has left (the answer is
+// flushed before the slot is released), and resets a request whose pool
+// is full, writing nothing: an answer would wait on the same stalled
+// client. http.ErrAbortHandler resets the HTTP/2 stream, or closes the
+// HTTP/1 connection, and net/http logs nothing for it.
+func (a *httpAPI) admit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sl := a.callers
+		if _, _, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil); err != nil {
+			sl = a.anonymous
+		}
+		if !sl.take() {
+			a.refused.WithLabelValues(sl.refused).Inc()
+			panic(http.ErrAbortHandler)
+		}
+		defer sl.release()
+		next.ServeHTTP(w, r)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	})
 }
 
 // withHTTPClient puts the HTTP client's address, as the gateway set it,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -58,8 +59,53 @@ func TestHTTPAPIAttackStalledH2Streams(t *testing.T) {
 	ts := startServer(t, apiTLSConfig(t))
 	base := runtime.NumGoroutine()
 	const conns, streams = 2, 200
+	stallH2(t, ts.srv.APIAddr(), conns, streams, "/openapi.json")
+	time.Sleep(time.Second)
+	peak := runtime.NumGoroutine() - base
+	t.Logf("goroutines held by %d stalled connections of %d streams: %d", conns, streams, peak)
+	if peak > conns*64 {
+		t.Errorf("%d stalled streams hold %d goroutines: streams per connection are not bounded", conns*streams, peak)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for runtime.NumGoroutine()-base > 16 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine() - base; n > 16 {
+		t.Errorf("90 s on, stalled streams still hold %d goroutines: no write timeout ends them", n)
+	}
+}
+
+// TestHTTPAPIAttackStalledRequestPools: stalled streams over many
+// connections (each within the 32-stream limit) take at most the
+// anonymous pool's 256 requests; the rest are reset at once, and a
+// caller's request is still answered. (Before the pools, 1,000
+// connections of 32 stalled streams held 34,000 goroutines and 578 MB.)
+func TestHTTPAPIAttackStalledRequestPools(t *testing.T) {
+	ts := startServer(t, apiTLSConfig(t))
+	base := runtime.NumGoroutine()
+	const conns, streams = 16, 32 // 512 stalled requests, twice the pool
+	stallH2(t, ts.srv.APIAddr(), conns, streams, "/v1/nope")
+	waitFor(t, "the requests beyond the anonymous pool to be reset", func() bool {
+		n, _ := strconv.Atoi(ts.metric(`usersig_http_api_refused_total{reason="max_anonymous_requests"}`))
+		return n >= conns*streams-256
+	})
+	if held := runtime.NumGoroutine() - base; held > 256+8*conns {
+		t.Errorf("%d stalled requests hold %d goroutines, want the pool's 256 and a few per connection", conns*streams, held)
+	}
+	c := newAPIClient(ts, "https", &tls.Config{InsecureSkipVerify: true})
+	if a := c.post("/v1/usersig:generate", `{"sdk_app_id": 1400000000, "user_id": "u1"}`, tokBackend); a.code != 200 {
+		t.Errorf("a caller's request beside %d stalled ones: %d %s", conns*streams, a.code, a.raw)
+	}
+}
+
+// stallH2 opens conns HTTP/2 connections that grant no flow-control
+// window (SETTINGS_INITIAL_WINDOW_SIZE 0) and sends streams GETs of path
+// on each; they read what the server sends but never a WINDOW_UPDATE, so
+// every answer stalls.
+func stallH2(t *testing.T, addr string, conns, streams int, path string) {
+	t.Helper()
 	for i := 0; i < conns; i++ {
-		c, err := tls.Dial("tcp", ts.srv.APIAddr(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +121,7 @@ func TestHTTPAPIAttackStalledH2Streams(t *testing.T) {
 		enc := hpack.NewEncoder(&hb)
 		for s := 0; s < streams; s++ {
 			hb.Reset()
-			for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", "/openapi.json"}} {
+			for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "localhost"}, {":path", path}} {
 				enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 			}
 			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*s + 1), BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
@@ -87,19 +133,6 @@ func TestHTTPAPIAttackStalledH2Streams(t *testing.T) {
 				}
 			}
 		}()
-	}
-	time.Sleep(time.Second)
-	peak := runtime.NumGoroutine() - base
-	t.Logf("goroutines held by %d stalled connections of %d streams: %d", conns, streams, peak)
-	if peak > conns*64 {
-		t.Errorf("%d stalled streams hold %d goroutines: streams per connection are not bounded", conns*streams, peak)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for runtime.NumGoroutine()-base > 16 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine() - base; n > 16 {
-		t.Errorf("90 s on, stalled streams still hold %d goroutines: no write timeout ends them", n)
 	}
 }
 
