@@ -28,7 +28,9 @@
 //	                              log line (calllog.go), panic recovery
 //	service.authenticate (auth.go) the caller, its rate, the method
 //	service handlers (service.go) the app, the user id, the ttl; then the
-//	                              signer, the counter and the audit line
+//	                              caller's rate_per_user for the user id
+//	                              (ratelimit.go), the signer, the counter
+//	                              and the audit line
 //
 // The HTTP/JSON API (httpapi.go) is grpc-gateway calling the service over
 // an in-memory connection to a second grpc.Server built with the same tap
