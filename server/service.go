@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync/atomic"
 	"time"
 
@@ -92,8 +91,8 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 	case *usersigv1.GeneratePrivateMapKeyRequest_RoomId:
 		// The field is 64 bits wide so that a value a client's library
 		// would cut to 32 bits arrives whole and is refused here.
-		if r.RoomId == 0 || r.RoomId > math.MaxUint32 {
-			return nil, invalidArgument("room_id", signer.RuleRoomID)
+		if err := signer.ValidateRoomID(r.RoomId); err != nil {
+			return nil, h.fromSigner(err)
 		}
 		room.ID = uint32(r.RoomId)
 	case *usersigv1.GeneratePrivateMapKeyRequest_RoomStr:
@@ -105,8 +104,8 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 		return nil, invalidArgument("room", signer.RuleRoomOneOf)
 	}
 	privileges := req.GetPrivilegeMap()
-	if privileges == 0 || privileges > signer.MaxPrivilegeMap {
-		return nil, invalidArgument("privilege_map", signer.RulePrivilegeMap)
+	if err := signer.ValidatePrivilegeMap(privileges); err != nil {
+		return nil, h.fromSigner(err)
 	}
 	if err := h.spendUserRate(ci, req.GetUserId()); err != nil {
 		return nil, err

@@ -53,7 +53,7 @@ func (k *Key) PrivateMapKey(sdkAppID uint64, userID string, ttl time.Duration, r
 	if err := room.validate(); err != nil {
 		return Issued{}, err
 	}
-	if err := ValidatePrivilegeMap(privilegeMap); err != nil {
+	if err := ValidatePrivilegeMap(uint64(privilegeMap)); err != nil {
 		return Issued{}, err
 	}
 	st := k.get()

@@ -130,8 +130,18 @@ func ValidateRoomStr(s string) error {
 	return nil
 }
 
-// ValidatePrivilegeMap reports whether p is a privilege map: 1 to 255.
-func ValidatePrivilegeMap(p uint32) error {
+// ValidateRoomID reports whether id is a numeric room id: 1 to
+// 4294967295. It takes 64 bits so that a wider value is refused, not cut.
+func ValidateRoomID(id uint64) error {
+	if id == 0 || id > math.MaxUint32 {
+		return &FieldError{"room_id", RuleRoomID}
+	}
+	return nil
+}
+
+// ValidatePrivilegeMap reports whether p is a privilege map: 1 to 255. It
+// takes 64 bits so that a wider value is refused, not cut.
+func ValidatePrivilegeMap(p uint64) error {
 	if p == 0 || p > MaxPrivilegeMap {
 		return &FieldError{"privilege_map", RulePrivilegeMap}
 	}

@@ -236,11 +236,11 @@ func gen(args []string, out io.Writer, getenv env) (int, error) {
 		return 0, usagef("--room-id and --room-str exclude each other")
 	case set["privilege"] && !pmk:
 		return 0, usagef("--privilege needs --room-id or --room-str")
-	case set["room-id"] && (roomID == 0 || roomID > math.MaxUint32):
+	case set["room-id"] && signer.ValidateRoomID(roomID) != nil:
 		return 0, usagef("--room-id %s", signer.RuleRoomID)
 	case set["room-str"] && signer.ValidateRoomStr(roomStr) != nil:
 		return 0, usagef("--room-str %s", signer.RuleRoomStr)
-	case privilege == 0 || privilege > signer.MaxPrivilegeMap:
+	case signer.ValidatePrivilegeMap(privilege) != nil:
 		return 0, usagef("--privilege %s", signer.RulePrivilegeMap)
 	}
 	keys, _, err := c.keys(getenv)
