@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -104,7 +103,6 @@ var errRequestTooLarge = status.Error(codes.InvalidArgument, "the request is ove
 // httpAPI is the HTTP/JSON listener and the in-memory path to the service.
 type httpAPI struct {
 	cfg     *HTTPAPIConfig
-	log     *zap.Logger
 	grpc    *grpc.Server // the internal server, on mem
 	mem     *bufconn.Listener
 	conn    *grpc.ClientConn
@@ -136,7 +134,9 @@ const (
 // adm is the admission, whose tap admits the gateway's calls.
 func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1.UserSigServiceServer, serverOpts []grpc.ServerOption,
 	adm *admission, m *metrics, zl *zap.Logger) (*httpAPI, error) {
-	a := &httpAPI{cfg: cfg, log: zl, mem: bufconn.Listen(256 << 10), admission: adm, metrics: m}
+	a := &httpAPI{cfg: cfg, mem: bufconn.Listen(256 << 10), admission: adm, metrics: m,
+		callers:   newSlots(maxAPIRequests, apiCallerRequests, nil),
+		anonymous: newSlots(maxAPIAnonymousRequests, apiAnonymousRequests, nil)}
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersig_http_api_refused_total",
 		Help: "HTTP API requests answered before they became a call: no_route, method_not_allowed, body_too_large; or reset unanswered, their pool full: max_requests (callers'), max_anonymous_requests (without a caller's token). Calls are counted by the grpc_server_* metrics, as gRPC calls are.",
@@ -148,7 +148,10 @@ func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1
 
 	opts := append([]grpc.ServerOption{
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
-			return adm.tapHandle(withHTTPClient(ctx, info.Header, a.lis.Addr()), info)
+			if v := info.Header[httpClientKey]; len(v) == 1 {
+				ctx = withHTTPClient(ctx, v[0], a.lis.Addr())
+			}
+			return adm.tapHandle(ctx, info)
 		}),
 		// One connection carries every HTTP call: the admission's pools
 		// bound them, not HTTP/2's stream limit.
@@ -197,8 +200,11 @@ func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1
 		w.Write(openAPIDocument)
 	})
 	mux.Handle("/", a.bodyLimit(gw))
-	var h http.Handler = mux
+	h := a.admit(mux)
 	if cfg.CORS != nil {
+		// Outside admit, so that its refusals carry the CORS headers a
+		// browser needs to read them; its preflights write no body and
+		// hold nothing.
 		h = cors.New(cors.Options{
 			AllowedOrigins: cfg.CORS.AllowedOrigins,
 			AllowedMethods: []string{http.MethodPost, http.MethodGet},
@@ -207,10 +213,8 @@ func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1
 			MaxAge:         600,
 		}).Handler(h)
 	}
-	a.callers = newSlots(maxAPIRequests, apiCallerRequests, nil)
-	a.anonymous = newSlots(maxAPIAnonymousRequests, apiAnonymousRequests, nil)
 	a.http = &http.Server{
-		Handler:           a.admit(h),
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       apiReadTimeout,
 		// A client that does not read its answer (or, over HTTP/2, grants
@@ -278,16 +282,21 @@ func (a *httpAPI) close() {
 	a.conn.Close()
 }
 
-// admit holds a slot of the caller's or the anonymous pool for each
-// request, from its headers until its answer has left (the answer is
-// flushed before the slot is released), and resets a request whose pool
-// is full, writing nothing: an answer would wait on the same stalled
-// client. http.ErrAbortHandler resets the HTTP/2 stream, or closes the
-// HTTP/1 connection, and net/http logs nothing for it.
+// admit identifies the request's caller from its headers, once, and
+// holds a slot of the caller's or the anonymous pool for it, from its
+// headers until its answer has left (the answer is flushed before the
+// slot is released). A request whose pool is full is reset, writing
+// nothing: an answer would wait on the same stalled client
+// (http.ErrAbortHandler resets the HTTP/2 stream, or closes the HTTP/1
+// connection, and net/http logs nothing for it). A POST without a
+// caller's credentials is refused there, before its body is read, as the
+// tap refuses a gRPC call from its headers (the tap checks them again,
+// under the policy in force then).
 func (a *httpAPI) admit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, reason, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil)
 		sl := a.callers
-		if _, _, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil); err != nil {
+		if err != nil {
 			sl = a.anonymous
 		}
 		if !sl.take() {
@@ -295,27 +304,51 @@ func (a *httpAPI) admit(next http.Handler) http.Handler {
 			panic(http.ErrAbortHandler)
 		}
 		defer sl.release()
-		next.ServeHTTP(w, r)
+		switch {
+		case r.Method != http.MethodPost:
+			next.ServeHTTP(w, r)
+		case err != nil:
+			a.metrics.authFailure(reason)
+			a.admission.refusals.refused(withHTTPClient(r.Context(), r.RemoteAddr, a.lis.Addr()), reason)
+			// Closing the connection spares reading the body, which
+			// net/http would otherwise do to keep it open.
+			w.Header().Set("Connection", "close")
+			a.writeStatus(w, http.StatusUnauthorized, status.Convert(err), "")
+		default:
+			// A caller's connection is kept at the connection cap.
+			if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+				if remote := clientAddr(r.RemoteAddr); remote != nil {
+					a.conns.callerCalled(local, remote)
+				}
+			}
+			next.ServeHTTP(w, r)
+		}
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
 	})
 }
 
-// withHTTPClient puts the HTTP client's address, as the gateway set it,
-// in the call's peer, so that the call log and the admission's warnings
-// name the HTTP client rather than the in-memory connection. The peer
-// carries no certificate: no caller is known by one over HTTP.
-func withHTTPClient(ctx context.Context, md metadata.MD, local net.Addr) context.Context {
-	v := md[httpClientKey]
-	if len(v) != 1 {
-		return ctx
-	}
-	ap, err := netip.ParseAddrPort(v[0])
+// clientAddr is an HTTP client's address (http.Request.RemoteAddr, as
+// the gateway also passes it on) as a net.Addr, or nil.
+func clientAddr(remote string) net.Addr {
+	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
+		return nil
+	}
+	return net.TCPAddrFromAddrPort(ap)
+}
+
+// withHTTPClient puts the HTTP client's address (remote, as the gateway
+// set it) in the call's peer, so that the call log and the admission's
+// warnings name the HTTP client rather than the in-memory connection.
+// The peer carries no certificate: no caller is known by one over HTTP.
+func withHTTPClient(ctx context.Context, remote string, local net.Addr) context.Context {
+	addr := clientAddr(remote)
+	if addr == nil {
 		return ctx
 	}
-	return peer.NewContext(ctx, &peer.Peer{Addr: net.TCPAddrFromAddrPort(ap), LocalAddr: local})
+	return peer.NewContext(ctx, &peer.Peer{Addr: addr, LocalAddr: local})
 }
 
 // onlyForwarded sends a gateway call with only forwardedMetadata (the
@@ -348,32 +381,12 @@ func traceContextOnly(key string) (string, bool) {
 // noHeaders forwards no gRPC response metadata as HTTP headers.
 func noHeaders(string) (string, bool) { return "", false }
 
-// bodyLimit refuses a POST without a caller's credentials before reading
-// its body, as the tap refuses a gRPC call from its headers (the tap
-// checks them again, under the policy in force then); answers 413 to a
-// body over maxAPIBody; and drops the header grpc-gateway would read
-// beside Authorization: grpc-timeout (the server's own deadlines apply).
+// bodyLimit answers 413 to a body over maxAPIBody, and drops the header
+// grpc-gateway would read beside Authorization: grpc-timeout (the
+// server's own deadlines apply).
 func (a *httpAPI) bodyLimit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Header.Del("Grpc-Timeout")
-		if r.Method == http.MethodPost {
-			_, reason, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil)
-			if err != nil {
-				a.metrics.authFailure(reason)
-				a.admission.refusals.refused(withHTTPClient(r.Context(), metadata.MD{httpClientKey: {r.RemoteAddr}}, a.lis.Addr()), reason)
-				// Closing the connection spares reading the body, which
-				// net/http would otherwise do to keep it open.
-				w.Header().Set("Connection", "close")
-				a.writeStatus(w, http.StatusUnauthorized, status.Convert(err), "")
-				return
-			}
-			// A caller's connection is kept at the connection cap.
-			if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-				if remote, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-					a.conns.callerCalled(local, net.TCPAddrFromAddrPort(remote))
-				}
-			}
-		}
 		if r.ContentLength > maxAPIBody {
 			w.Header().Set("Connection", "close")
 			a.writeStatus(w, http.StatusRequestEntityTooLarge, errBodyTooLarge, apiBodyTooBig)
@@ -513,20 +526,16 @@ func badBody(err error) error {
 	return errors.New("the request body " + what)
 }
 
-// sampledLog is http.Server's error log: one line at most every 10 s,
-// counting the errors between, with the last (cut to 200 bytes).
+// sampledLog is http.Server's error log, sampled as the tap's refusals
+// are (tap.go), with the last error cut to 200 bytes.
 type sampledLog struct {
-	log   *zap.Logger
-	what  string
-	count atomic.Int64
-	last  atomic.Int64 // Unix nanoseconds of the last line
+	log  *zap.Logger
+	what string
+	sampler
 }
 
 func (l *sampledLog) Write(p []byte) (int, error) {
-	n := l.count.Add(1)
-	now, last := time.Now().UnixNano(), l.last.Load()
-	if now-last >= int64(10*time.Second) && l.last.CompareAndSwap(last, now) {
-		l.count.Add(-n)
+	if n, ok := l.due(); ok {
 		msg := strings.TrimSpace(string(p[:min(len(p), 200)]))
 		l.log.Warn(l.what+" (one line per 10 s at most)", zap.Int64("count", n), zap.String("last", msg))
 	}

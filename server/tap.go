@@ -167,25 +167,41 @@ type admission struct {
 	refusals     refusalLog
 }
 
-// refusalLog logs the streams the tap refuses at most once every
-// refusalLogEvery, with how many there were since the last line: a line
-// per refused stream would let anyone without credentials flood the log.
-// usersig_auth_failures_total and usersig_calls_refused_total count each.
-type refusalLog struct {
-	log   *zap.Logger
+// sampler spaces out the lines of a log that anyone could otherwise
+// flood: at most one every sampleEvery, each counting the events since
+// the last.
+type sampler struct {
 	count atomic.Int64
 	last  atomic.Int64 // Unix nanoseconds of the last line
 }
 
-const refusalLogEvery = 10 * time.Second
+const sampleEvery = 10 * time.Second
+
+// due counts an event and reports whether a line is due for it, and how
+// many events that line covers.
+func (s *sampler) due() (n int64, ok bool) {
+	n = s.count.Add(1)
+	now, last := time.Now().UnixNano(), s.last.Load()
+	if now-last < int64(sampleEvery) || !s.last.CompareAndSwap(last, now) {
+		return 0, false
+	}
+	s.count.Add(-n)
+	return n, true
+}
+
+// refusalLog logs the streams the tap refuses, sampled: a line per
+// refused stream would let anyone without credentials flood the log.
+// usersig_auth_failures_total and usersig_calls_refused_total count each.
+type refusalLog struct {
+	log *zap.Logger
+	sampler
+}
 
 func (l *refusalLog) refused(ctx context.Context, reason string) {
-	n := l.count.Add(1)
-	now, last := time.Now().UnixNano(), l.last.Load()
-	if now-last < int64(refusalLogEvery) || !l.last.CompareAndSwap(last, now) {
+	n, ok := l.due()
+	if !ok {
 		return
 	}
-	l.count.Add(-n)
 	addr := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		addr = p.Addr.String()
