@@ -226,12 +226,9 @@ func (s *Server) buildGRPC() error {
 		}
 		s.api = api
 		if t := a.TLS; t != nil {
-			certs, err := newCertReloader("http_api.tls", t.CertFile, t.KeyFile, s.cfg.Reload.Interval.d, s.log.Named("config"))
-			if err != nil {
+			if api.tls, err = s.certTLS("http_api.tls", t.CertFile, t.KeyFile); err != nil {
 				return err
 			}
-			s.reloader.certs = append(s.reloader.certs, certs)
-			api.tls = &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12}
 		}
 	}
 	return nil
@@ -240,12 +237,10 @@ func (s *Server) buildGRPC() error {
 // serverTLS loads the certificate, which it reloads when its files change
 // (tlscert.go), and, for mutual TLS, the client CAs.
 func (s *Server) serverTLS(t *TLSConfig) (*tls.Config, error) {
-	certs, err := newCertReloader("grpc.tls", t.CertFile, t.KeyFile, s.cfg.Reload.Interval.d, s.log.Named("config"))
+	tc, err := s.certTLS("grpc.tls", t.CertFile, t.KeyFile)
 	if err != nil {
 		return nil, err
 	}
-	s.reloader.certs = append(s.reloader.certs, certs)
-	tc := &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12}
 	if t.ClientCAFile != "" {
 		pem, err := os.ReadFile(t.ClientCAFile)
 		if err != nil {
@@ -258,6 +253,17 @@ func (s *Server) serverTLS(t *TLSConfig) (*tls.Config, error) {
 		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return tc, nil
+}
+
+// certTLS is a TLS config serving a listener's certificate, which Reload
+// and the reload interval read again when its files change (tlscert.go).
+func (s *Server) certTLS(field, certFile, keyFile string) (*tls.Config, error) {
+	certs, err := newCertReloader(field, certFile, keyFile, s.cfg.Reload.Interval.d, s.log.Named("config"))
+	if err != nil {
+		return nil, err
+	}
+	s.reloader.certs = append(s.reloader.certs, certs)
+	return &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12}, nil
 }
 
 // unaryCallInfo gives the call the call info the tap made for it, or a

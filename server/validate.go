@@ -81,6 +81,16 @@ var (
 	callerNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 )
 
+// certPair checks a listener's certificate and key files: both set, and
+// each by tlsFile's rules.
+func (c *checker) certPair(field, certFile, keyFile string) {
+	if certFile == "" || keyFile == "" {
+		c.addf(field, "cert_file and key_file are both required")
+	}
+	c.tlsFile(field+".cert_file", certFile, false)
+	c.tlsFile(field+".key_file", keyFile, true)
+}
+
 // tlsFile checks a TLS file by the rules of the config and key files: a
 // writable client CA file lets its writer name any caller by a
 // certificate of his own, and a TLS key readable by others lets them
@@ -126,11 +136,7 @@ func (c *checker) settings(cfg *Config) {
 		cfg.GRPC.Listen = DefaultListen
 	}
 	if t := cfg.GRPC.TLS; t != nil {
-		if t.CertFile == "" || t.KeyFile == "" {
-			c.addf("grpc.tls", "cert_file and key_file are both required")
-		}
-		c.tlsFile("grpc.tls.cert_file", t.CertFile, false)
-		c.tlsFile("grpc.tls.key_file", t.KeyFile, true)
+		c.certPair("grpc.tls", t.CertFile, t.KeyFile)
 		c.tlsFile("grpc.tls.client_ca_file", t.ClientCAFile, false)
 	}
 	if a := cfg.HTTPAPI; a != nil {
@@ -168,11 +174,7 @@ func (c *checker) httpAPI(a *HTTPAPIConfig) {
 		c.addf("http_api.listen", "is required (host:port) when http_api is set")
 	}
 	if t := a.TLS; t != nil {
-		if t.CertFile == "" || t.KeyFile == "" {
-			c.addf("http_api.tls", "cert_file and key_file are both required")
-		}
-		c.tlsFile("http_api.tls.cert_file", t.CertFile, false)
-		c.tlsFile("http_api.tls.key_file", t.KeyFile, true)
+		c.certPair("http_api.tls", t.CertFile, t.KeyFile)
 	}
 	if a.CORS == nil {
 		return
