@@ -313,12 +313,41 @@ data_of() {
   esac
 }
 
+# measure PID FILE CMD... runs a load generator once under timeout(1)
+# with SIGINT (which makes ghz and vegeta stop and still write what they
+# have), its stderr to $WORK/raw/FILE.stderr, and sets RUN_RC, RUN_WALL
+# (seconds), RUN_SERVER_CPU (the CPU seconds of the server PID meanwhile)
+# and RUN_CLIENT_CPU (the command's own, from bash's time).
+measure() {
+  local pid=$1 file=$2 t0 t1 cpu0 cpu1 TIMEFORMAT='%U %S'
+  shift 2
+  RUN_RC=0
+  cpu0=$(server_cpu "$pid")
+  t0=$(date +%s.%N)
+  { time timeout -s INT -k 10s "$MAX_RUN" "$@" 2>"$WORK/raw/$file.stderr"; } 2>"$WORK/raw/$file.time" || RUN_RC=$?
+  t1=$(date +%s.%N)
+  cpu1=$(server_cpu "$pid")
+  RUN_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  RUN_SERVER_CPU=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
+  RUN_CLIENT_CPU=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$WORK/raw/$file.time")
+  RUN_CLIENT_CPU=${RUN_CLIENT_CPU:-0}
+}
+
+# record PHASE RPC METHOD ROUND C CONNS N FILE COMMAND appends the run just
+# measured to runs.tsv (COMMAND with the work directory and the token
+# masked).
+record() {
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" \
+    "$RUN_RC" "$RUN_WALL" "$RUN_SERVER_CPU" "$RUN_CLIENT_CPU" \
+    "$(sed "s|$WORK|\$WORK|g; s|Bearer $TOKEN|Bearer \$TOKEN|g" <<<"$9")" >>"$WORK/runs.tsv"
+}
+
 # ghz_run PHASE RPC ROUND C CONNS N runs ghz once and records it in runs.tsv.
 # A failing ghz is recorded, not fatal: the report names it and the script
 # exits non-zero at the end.
 ghz_run() {
   local phase=$1 rpc=$2 round=$3 c=$4 conns=$5 n=$6
-  local method file args t0 t1 cpu0 cpu1 ghz_cpu rc=0 rps codes TIMEFORMAT='%U %S'
+  local method file args rps codes
   local addr=$GRPC_ADDR pid=$SERVER_PID
   case $rpc in bfloor | bgen) addr=$BARE_ADDR pid=$BARE_PID ;; esac # the bare reference
   method=$(method_of "$rpc")
@@ -330,24 +359,15 @@ ghz_run() {
     --disable-template-functions --disable-template-data -O json -o "$WORK/raw/$file")
   [[ $rpc == floor || $rpc == bfloor ]] || args+=(-m "{\"authorization\":\"Bearer $TOKEN\"}")
   args+=("$addr")
-  cpu0=$(server_cpu "$pid")
-  t0=$(date +%s.%N)
   # The time bound is timeout(1)'s, not ghz -x: in ghz v0.121.0 -x turns
   # into -z (it drops -n and runs for the whole duration, cutting the last
-  # calls off as errors). SIGINT makes ghz stop and still write its report.
-  # bash's time gives ghz's own CPU time (user and system seconds).
-  { time timeout -s INT -k 10s "$MAX_RUN" "$GHZ" "${args[@]}" 2>"$WORK/raw/$file.stderr"; } 2>"$WORK/raw/$file.time" || rc=$?
-  t1=$(date +%s.%N)
-  cpu1=$(server_cpu "$pid")
-  ghz_cpu=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$WORK/raw/$file.time")
+  # calls off as errors).
+  measure "$pid" "$file" "$GHZ" "${args[@]}"
   rps=$(sed -n 's/.*"rps":\([0-9]*\).*/\1/p' "$WORK/raw/$file" 2>/dev/null || true)
   codes=$(sed -n 's/.*"statusCodeDistribution":{\([^}]*\)}.*/\1/p' "$WORK/raw/$file" 2>/dev/null || true)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$rpc" "$method" "$round" "$c" "$conns" "$n" \
-    "$file" "$rc" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
-    "$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')" "${ghz_cpu:-0}" \
-    "$(shq ghz "${args[@]}" | sed "s|$WORK|\$WORK|g; s|Bearer $TOKEN|Bearer \$TOKEN|g")" >>"$WORK/runs.tsv"
-  if ((rc != 0)); then
-    log "$phase $rpc round $round c=$c conns=$conns: ghz exited $rc: $(head -c 500 "$WORK/raw/$file.stderr")"
+  record "$phase" "$rpc" "$method" "$round" "$c" "$conns" "$n" "$file" "$(shq ghz "${args[@]}")"
+  if ((RUN_RC != 0)); then
+    log "$phase $rpc round $round c=$c conns=$conns: ghz exited $RUN_RC: $(head -c 500 "$WORK/raw/$file.stderr")"
   else
     log "$phase $rpc round $round c=$c conns=$conns n=$n: ${rps:-?} rps, status ${codes:-?}"
   fi
@@ -377,7 +397,7 @@ meta http_target_hfloor "GET http://$HTTP_ADDR/healthz"
 # duration; the report reads the count from vegeta's).
 vegeta_run() {
   local phase=$1 rpc=$2 round=$3 duration=$4
-  local method file bin args t0 t1 cpu0 cpu1 cli_cpu rc=0 summary TIMEFORMAT='%U %S'
+  local method file bin args summary
   case $rpc in
     hfloor) method='GET /healthz' ;;
     hgen) method=usersig.v1.UserSigService/GenerateUserSig ;; # the call the route makes
@@ -388,24 +408,15 @@ vegeta_run() {
   # either); a failed one still records its HTTP status.
   args=(attack -targets "$WORK/$rpc.targets" -rate 0 -workers "$MAIN_C" -max-workers "$MAIN_C"
     -duration "$duration" -max-body 0 -output "$WORK/raw/$bin")
-  cpu0=$(server_cpu "$SERVER_PID")
-  t0=$(date +%s.%N)
-  # SIGINT makes vegeta stop and still write the results it has.
-  { time timeout -s INT -k 10s "$MAX_RUN" "$VEGETA" "${args[@]}" 2>"$WORK/raw/$file.stderr"; } 2>"$WORK/raw/$file.time" || rc=$?
-  t1=$(date +%s.%N)
-  cpu1=$(server_cpu "$SERVER_PID")
-  cli_cpu=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$WORK/raw/$file.time")
+  measure "$SERVER_PID" "$file" "$VEGETA" "${args[@]}"
   # vegeta's own summary, as JSON (the report reads it); no file when
   # vegeta wrote no results.
   "$VEGETA" report -type json -output "$WORK/raw/$file" "$WORK/raw/$bin" 2>>"$WORK/raw/$file.stderr" ||
     rm -f "$WORK/raw/$file"
   summary=$(sed -n 's/.*"requests":\([0-9]*\).*"status_codes":\({[^}]*}\).*/\1 requests, status \2/p' "$WORK/raw/$file" 2>/dev/null || true)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$rpc" "$method" "$round" "$MAIN_C" "$MAIN_C" 0 \
-    "$file" "$rc" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
-    "$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')" "${cli_cpu:-0}" \
-    "$(shq vegeta "${args[@]}" | sed "s|$WORK|\$WORK|g")" >>"$WORK/runs.tsv"
-  if ((rc != 0)); then
-    log "$phase $rpc round $round c=$MAIN_C: vegeta exited $rc: $(head -c 500 "$WORK/raw/$file.stderr")"
+  record "$phase" "$rpc" "$method" "$round" "$MAIN_C" "$MAIN_C" 0 "$file" "$(shq vegeta "${args[@]}")"
+  if ((RUN_RC != 0)); then
+    log "$phase $rpc round $round c=$MAIN_C: vegeta exited $RUN_RC: $(head -c 500 "$WORK/raw/$file.stderr")"
   else
     log "$phase $rpc round $round c=$MAIN_C ${duration}: ${summary:-?}"
   fi
