@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"strings"
 
@@ -18,6 +19,12 @@ import (
 type callInfo struct {
 	policy *policy
 	caller *caller
+	// userID is, for an OIDC caller, its verified ID token's user id:
+	// the only one its calls may name.
+	userID string
+	// unverified marks an OIDC caller's call whose ID token the tap
+	// routed but has not verified (not yet in the cache).
+	unverified bool
 	// admitted is the slot the tap (tap.go) holds for the stream, if it
 	// admitted it, until the call's end.
 	admitted admitted
@@ -57,16 +64,19 @@ func (h *service) authenticate(ctx context.Context) (context.Context, error) {
 	// policy then in force; a reload since (a caller removed, a token
 	// changed) means identifying it again under the one in force now.
 	c := ci.caller
-	if p := h.policy.Load(); c == nil || ci.policy != p {
-		var (
-			reason string
-			err    error
-		)
-		if c, reason, err = identify(ctx, p); err != nil {
+	if p := h.policy.Load(); c == nil || ci.policy != p || ci.unverified {
+		id, reason, err := identify(ctx, p)
+		if err == nil && id.unverified {
+			// An ID token not verified yet: verify it now, within the
+			// call's deadline (a first call may wait for the issuer).
+			id.userID, reason, err = p.verifyIDToken(ctx, id.caller, bearerOf(ctx))
+		}
+		if err != nil {
 			h.metrics.authFailure(reason)
 			return nil, err
 		}
-		ci.policy, ci.caller = p, c
+		ci.policy, ci.caller, ci.userID, ci.unverified = p, id.caller, id.userID, false
+		c = id.caller
 	}
 	if retry, ok := c.rate.allow(); !ok {
 		h.metrics.rateLimited(c.name)
@@ -80,11 +90,31 @@ func (h *service) authenticate(ctx context.Context) (context.Context, error) {
 	return ctx, nil
 }
 
+// identity is who a call's credentials name.
+type identity struct {
+	caller *caller
+	// userID is an OIDC caller's user id, from its verified ID token.
+	userID string
+	// unverified: an ID token routed to its OIDC caller by its claims, and
+	// not verified yet (verifyIDToken does that).
+	unverified bool
+}
+
 // identify finds the caller of a call from its authorization metadata
 // and its verified client certificate (identifyBy). It needs the incoming
 // metadata and the peer in ctx; a gRPC tap handle's ctx has both.
-func identify(ctx context.Context, p *policy) (*caller, string, error) {
+func identify(ctx context.Context, p *policy) (identity, string, error) {
 	return p.identifyBy(metadata.ValueFromIncomingContext(ctx, "authorization"), verifiedClientCert(ctx))
+}
+
+// bearerOf is the call's bearer token, which identify has accepted.
+func bearerOf(ctx context.Context) string {
+	v := metadata.ValueFromIncomingContext(ctx, "authorization")
+	if len(v) != 1 {
+		return ""
+	}
+	_, token, _ := strings.Cut(v[0], " ")
+	return strings.TrimSpace(token)
 }
 
 // identifyBy finds the caller named by a call's authorization values and
@@ -100,58 +130,73 @@ func identify(ctx context.Context, p *policy) (*caller, string, error) {
 //     is refused over a certificate that does not name it;
 //   - otherwise (a certificate that names no caller, as a mesh's workload
 //     certificates may) the token decides.
-func (p *policy) identifyBy(authorization []string, cert *x509.Certificate) (*caller, string, error) {
+//
+// It never waits: an ID token that is not in the cache of verified ones
+// comes back unverified.
+func (p *policy) identifyBy(authorization []string, cert *x509.Certificate) (identity, string, error) {
 	var byCert *caller
 	if cert != nil {
 		c, ambiguous := p.byCert(cert)
 		if ambiguous {
-			return nil, authUnknownCert, errAmbiguousCert
+			return identity{}, authUnknownCert, errAmbiguousCert
 		}
 		byCert = c
 	}
 	if len(authorization) == 0 {
 		switch {
 		case byCert != nil:
-			return byCert, "", nil
+			return identity{caller: byCert}, "", nil
 		case cert != nil:
-			return nil, authUnknownCert, errUnknownCert
+			return identity{}, authUnknownCert, errUnknownCert
 		}
-		return nil, authNoToken, errNoToken
+		return identity{}, authNoToken, errNoToken
 	}
-	c, reason, err := p.tokenCaller(authorization)
+	id, reason, err := p.tokenCaller(authorization)
 	if err != nil {
-		return nil, reason, err
+		return identity{}, reason, err
 	}
-	if byCert != c && (byCert != nil || len(c.certNames) > 0) {
-		return nil, authCertTokenMismatch, errCertTokenMismatch
+	if c := id.caller; byCert != c && (byCert != nil || len(c.certNames) > 0) {
+		return identity{}, authCertTokenMismatch, errCertTokenMismatch
 	}
-	return c, "", nil
+	return id, "", nil
 }
 
 // tokenCaller finds the caller named by a call's authorization metadata
 // values (metadata.MD's "authorization"): exactly one value, "Bearer
-// <token>" (the scheme in any case), whose token is a caller's. It needs
+// <token>" (the scheme in any case), whose token is a caller's, or else an
+// ID token for an OIDC caller (oidc.go). It needs
 // nothing but the metadata, so a tap handle can use it before the
 // request is read; it does not bind the token to a client certificate,
 // which identifyBy then does. reason is the auth failure reason, err the
 // error to answer; neither holds the token.
-func (p *policy) tokenCaller(authorization []string) (c *caller, reason string, err error) {
+func (p *policy) tokenCaller(authorization []string) (id identity, reason string, err error) {
 	switch len(authorization) {
 	case 0:
-		return nil, authNoToken, errNoToken
+		return identity{}, authNoToken, errNoToken
 	case 1:
 	default: // two tokens: which one would a proxy in front have checked?
-		return nil, authNotBearer, errNotBearer
+		return identity{}, authNotBearer, errNotBearer
 	}
 	scheme, token, ok := strings.Cut(authorization[0], " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
-		return nil, authNotBearer, errNotBearer
+		return identity{}, authNotBearer, errNotBearer
 	}
-	if c := p.byToken(token); c != nil {
-		return c, "", nil
+	sum := sha256.Sum256([]byte(token))
+	if c := p.byToken(sum); c != nil {
+		return identity{caller: c}, "", nil
 	}
-	return nil, authUnknownToken, errUnknownToken
+	if len(p.oidcCallers) == 0 || !looksLikeJWT(token) {
+		return identity{}, authUnknownToken, errUnknownToken
+	}
+	if t, ok := p.verified.get(sum); ok {
+		return identity{caller: t.caller, userID: t.userID}, "", nil
+	}
+	c, reason, err := p.routeIDToken(token)
+	if err != nil {
+		return identity{}, reason, err
+	}
+	return identity{caller: c, unverified: true}, "", nil
 }
 
 // verifiedClientCert is the leaf of the call's verified client certificate

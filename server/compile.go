@@ -53,6 +53,7 @@ func compile(cfg *Config, d *inputDigest) (*Loaded, error) {
 		c.addf("callers", "at least one caller is required")
 	}
 	names, tokens, certNames := map[string]bool{}, map[[sha256.Size]byte]string{}, map[string]string{}
+	issuerAudiences := map[[2]string]string{}
 	mtls := cfg.GRPC.TLS != nil && cfg.GRPC.TLS.ClientCAFile != ""
 	for i := range cfg.Callers {
 		field := fmt.Sprintf("callers[%d]", i)
@@ -78,6 +79,15 @@ func compile(cfg *Config, d *inputDigest) (*Loaded, error) {
 				continue
 			}
 			certNames[n] = cl.name
+		}
+		if o := cl.oidc; o != nil {
+			// A token must pick one caller.
+			k := [2]string{o.issuerURL, o.audience}
+			if other, dup := issuerAudiences[k]; dup {
+				c.addf(field+".oidc", "issuer and audience are also caller %q's", other)
+			}
+			issuerAudiences[k] = cl.name
+			p.oidcCallers = append(p.oidcCallers, cl)
 		}
 		p.callers = append(p.callers, cl)
 	}
@@ -196,8 +206,13 @@ func (c *checker) caller(field string, cc *CallerConfig, p *policy, declared map
 		}
 	}
 	cl.certNames = cc.ClientCertNames
-	if cc.TokenSHA256 == "" && len(cc.ClientCertNames) == 0 {
-		c.addf(field, "set token_sha256 or client_cert_names, or the caller can never call")
+	switch {
+	case cc.OIDC != nil && (cc.TokenSHA256 != "" || len(cc.ClientCertNames) > 0):
+		c.addf(field+".oidc", "an OIDC caller is known by its ID tokens: drop token_sha256 and client_cert_names")
+	case cc.OIDC != nil:
+		cl.oidc = c.oidcCaller(field+".oidc", cc.OIDC)
+	case cc.TokenSHA256 == "" && len(cc.ClientCertNames) == 0:
+		c.addf(field, "set token_sha256, client_cert_names or oidc, or the caller can never call")
 	}
 	if len(cc.Apps) == 0 {
 		c.addf(field+".apps", `list the SDKAppIDs it may use, or "*"`)

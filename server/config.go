@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -144,6 +145,29 @@ type CallerConfig struct {
 	Rate          *RateConfig `yaml:"rate"`
 	// RatePerUser is a token bucket per user id the caller calls for.
 	RatePerUser *UserRateConfig `yaml:"rate_per_user"`
+	// OIDC makes the caller the users of an OpenID Connect issuer: its
+	// bearer tokens are their ID tokens, and a call's user id is the
+	// token's. Such a caller has no token_sha256 or client_cert_names.
+	OIDC *OIDCConfig `yaml:"oidc"`
+}
+
+// OIDCConfig is the OpenID Connect issuer an OIDC caller's ID tokens come
+// from (oidc.go).
+type OIDCConfig struct {
+	// Issuer is the tokens' exact iss; discovery is at Issuer +
+	// /.well-known/openid-configuration. https, or http on loopback.
+	Issuer string `yaml:"issuer"`
+	// Audience must be one of the tokens' aud: the app's client id.
+	Audience string `yaml:"audience"`
+	// UserIDClaim is the claim that is the Tencent UserID; default sub.
+	UserIDClaim string `yaml:"user_id_claim"`
+	// RequiredClaims are values the tokens must carry, compared as JSON
+	// values (the string "true" is not true); for a claim that is an
+	// array, the value must be one of its elements.
+	RequiredClaims map[string]any `yaml:"required_claims"`
+	// CAFile is a PEM bundle: the issuer's certificate must chain to it
+	// instead of the system's roots.
+	CAFile string `yaml:"ca_file"`
 }
 
 // Duration is a duration written as Go writes them (720h, 90s). It keeps
@@ -250,6 +274,7 @@ var yamlTypeNames = strings.NewReplacer(
 	"server.CallerConfig", "a caller",
 	"server.RateConfig", "a caller's rate",
 	"server.UserRateConfig", "a caller's rate_per_user",
+	"server.OIDCConfig", "a caller's oidc",
 )
 
 var yamlUnknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (.+)$`)
@@ -314,6 +339,11 @@ func (cfg *Config) clone() *Config {
 		if cc.RatePerUser != nil {
 			r := *cc.RatePerUser
 			cc.RatePerUser = &r
+		}
+		if cc.OIDC != nil {
+			o := *cc.OIDC
+			o.RequiredClaims = maps.Clone(o.RequiredClaims)
+			cc.OIDC = &o
 		}
 	}
 	return &out

@@ -180,7 +180,7 @@ callers:
     methods: [VerifyUserSig]
 `, []string{"callers[0].client_cert_names: needs mutual TLS: set grpc.tls.client_ca_file"}},
 		{"caller with no way in", map[string]string{"key": key}, minimalApps + "callers:\n  - name: x\n    apps: [1400000000]\n    methods: [VerifyUserSig]\n",
-			[]string{"callers[0]: set token_sha256 or client_cert_names"}},
+			[]string{"callers[0]: set token_sha256, client_cert_names or oidc"}},
 		{"http_api without listen", map[string]string{"key": key}, "http_api: {cors: {allowed_origins: []}}\n" + minimalApps + minimalCaller,
 			[]string{"http_api.listen: is required", "http_api.cors.allowed_origins: must list at least one origin"}},
 		{"http_api origins", map[string]string{"key": key}, "http_api:\n  listen: 127.0.0.1:0\n  cors: {allowed_origins: [\"https://app.example.com\", \"https://*.example.com\", \"https://app.example.com/\", \"*\", \"app.example.com\", \"HTTPS://APP.example.com\"]}\n" + minimalApps + minimalCaller,

@@ -39,6 +39,17 @@ const (
 	authMethod            = "method_denied"
 	authApp               = "app_denied"
 	authUserID            = "user_id_denied"
+	// ID tokens (oidc.go).
+	authIDTokenMalformed   = "id_token_malformed"
+	authIDTokenAlgorithm   = "id_token_algorithm"
+	authIDTokenSignature   = "id_token_signature"
+	authIDTokenUnknownKey  = "id_token_unknown_key"
+	authIDTokenIssuer      = "id_token_issuer" // no caller, or several, for its iss and aud
+	authIDTokenExpired     = "id_token_expired"
+	authIDTokenNotYetValid = "id_token_not_yet_valid"
+	authIDTokenClaims      = "id_token_claims"  // required claims, the user id claim
+	authIDTokenUserID      = "id_token_user_id" // a request's user_id that is not the token's
+	authIssuerUnavailable  = "issuer_unavailable"
 )
 
 func errMethodDenied(caller, method string) error {

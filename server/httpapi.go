@@ -294,9 +294,11 @@ func (a *httpAPI) close() {
 // under the policy in force then).
 func (a *httpAPI) admit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, reason, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil)
+		id, reason, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil)
 		sl := a.callers
-		if err != nil {
+		if err != nil || id.unverified {
+			// An ID token not yet verified counts as a stranger's until
+			// the gRPC side verifies it.
 			sl = a.anonymous
 		}
 		if !sl.take() {
@@ -314,6 +316,8 @@ func (a *httpAPI) admit(next http.Handler) http.Handler {
 			// net/http would otherwise do to keep it open.
 			w.Header().Set("Connection", "close")
 			a.writeStatus(w, http.StatusUnauthorized, status.Convert(err), "")
+		case id.unverified:
+			next.ServeHTTP(w, r)
 		default:
 			// A caller's connection is kept at the connection cap.
 			if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {

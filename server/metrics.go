@@ -25,6 +25,7 @@ type metrics struct {
 	rateLimits    *prometheus.CounterVec
 	userRates     *prometheus.CounterVec
 	userEvictions *prometheus.CounterVec
+	oidcFetches   *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	generation    prometheus.Gauge
 	ready         prometheus.Gauge
@@ -75,7 +76,7 @@ func newMetrics(version string) *metrics {
 		}, []string{"sdk_app_id", "status"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_auth_failures_total",
-			Help: "Calls refused for who made them, by reason: no_token, not_bearer, unknown_token, unknown_cert, cert_token_mismatch, method_denied, app_denied, user_id_denied.",
+			Help: "Calls refused for who made them, by reason: no_token, not_bearer, unknown_token, unknown_cert, cert_token_mismatch, method_denied, app_denied, user_id_denied; for ID tokens id_token_malformed, id_token_algorithm, id_token_signature, id_token_unknown_key, id_token_issuer, id_token_expired, id_token_not_yet_valid, id_token_claims, id_token_user_id, issuer_unavailable.",
 		}, []string{"reason"}),
 		rateLimits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_rate_limited_total",
@@ -89,6 +90,10 @@ func newMetrics(version string) *metrics {
 			Name: "usersig_rate_per_user_evicted_total",
 			Help: "Users' rate_per_user buckets dropped, not yet full, to keep the caller's table at max_users, by caller.",
 		}, []string{"caller"}),
+		oidcFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "usersig_oidc_fetches_total",
+			Help: "Fetches from OpenID Connect issuers, by issuer, document (discovery or jwks) and result (ok or error).",
+		}, []string{"issuer", "document", "result"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_config_reloads_total",
 			Help: "Config reloads, by result (success or failure; a failure keeps the old config).",
@@ -111,7 +116,7 @@ func newMetrics(version string) *metrics {
 		Help: "Always 1; the labels say what is running.",
 	}, []string{"version", "go_version"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	m.registry.MustRegister(m.grpc, m.tickets, m.verifications, m.authFailures, m.rateLimits, m.userRates, m.userEvictions, m.reloads,
+	m.registry.MustRegister(m.grpc, m.tickets, m.verifications, m.authFailures, m.rateLimits, m.userRates, m.userEvictions, m.oidcFetches, m.reloads,
 		m.generation, m.ready, stale, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that alerts watch exist from the start, at 0.
@@ -140,6 +145,14 @@ func (m *metrics) rateLimited(caller string) { m.rateLimits.WithLabelValues(call
 func (m *metrics) userRateLimited(caller string) { m.userRates.WithLabelValues(caller).Inc() }
 
 func (m *metrics) userEvicted(caller string) { m.userEvictions.WithLabelValues(caller).Inc() }
+
+func (m *metrics) oidcFetched(issuer, document string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.oidcFetches.WithLabelValues(issuer, document, result).Inc()
+}
 
 // watchStale gives usersig_config_stale the function that compares the
 // files on disk with the config in force.

@@ -17,11 +17,15 @@ import (
 // policy never changes once built; a reload swaps in a new one, and calls
 // in flight finish under the one they started with.
 type policy struct {
-	apps       map[uint64]*app
-	appList    []*app // by SDKAppID
-	callers    []*caller
-	generation uint64
-	hash       string
+	apps    map[uint64]*app
+	appList []*app // by SDKAppID
+	callers []*caller
+	// oidcCallers are the callers with an oidc section; verified caches
+	// the ID tokens verified for them (oidc.go).
+	oidcCallers []*caller
+	verified    verifiedTokens
+	generation  uint64
+	hash        string
 	// inputs digests the files the policy was loaded from (inputDigest).
 	inputs [sha256.Size]byte
 }
@@ -50,6 +54,7 @@ type caller struct {
 	userIDPattern *regexp.Regexp
 	rate          *callerRate // nil when the caller has no rate (ratelimit.go)
 	userRate      *userRate   // nil when the caller has no rate_per_user (ratelimit.go)
+	oidc          *oidcCaller // nil but for an OIDC caller (oidc.go)
 	// issued records the tickets it mints, by app and kind.
 	issued map[uint64]*[numKinds]issuance
 }
@@ -75,10 +80,9 @@ type issuance struct {
 	audit *zap.Logger
 }
 
-// byToken finds the caller whose token hashes to the token's SHA-256. Every
-// caller's hash is compared, in constant time, whatever matches.
-func (p *policy) byToken(token string) *caller {
-	sum := sha256.Sum256([]byte(token))
+// byToken finds the caller whose token hashes to sum, the token's SHA-256.
+// Every caller's hash is compared, in constant time, whatever matches.
+func (p *policy) byToken(sum [sha256.Size]byte) *caller {
 	var found *caller
 	for _, c := range p.callers {
 		if c.hasToken && subtle.ConstantTimeCompare(sum[:], c.tokenHash[:]) == 1 && found == nil {

@@ -28,6 +28,7 @@ type reloader struct {
 	audit    *zap.Logger
 	logLevel *zap.AtomicLevel // follows log.level, when set
 	certs    []*certReloader  // one per listener with TLS
+	issuers  *issuers         // the OIDC callers' issuers, kept across reloads
 
 	mu      sync.Mutex // one reload at a time; guards watched
 	watched []fileStamp
@@ -47,6 +48,7 @@ func (r *reloader) install(l *Loaded, pre []fileStamp) {
 	p.inheritRates(old)
 	r.bind(p)
 	r.policy.Store(p)
+	r.issuers.keep(p)
 	if r.logLevel != nil {
 		if lvl, err := zapcore.ParseLevel(l.Config.Log.Level); err == nil {
 			r.logLevel.SetLevel(lvl)
@@ -67,6 +69,7 @@ func (r *reloader) install(l *Loaded, pre []fileStamp) {
 // bind resolves a policy's counters and audit loggers once, so that a call
 // only increments and encodes what varies.
 func (r *reloader) bind(p *policy) {
+	p.bindOIDC(r.issuers)
 	for _, a := range p.appList {
 		for st := signer.Valid; st <= signer.Malformed; st++ {
 			a.verified[st] = r.metrics.verifiedCounter(a.id, st)

@@ -124,7 +124,8 @@ func New(l *Loaded, opts Options) (*Server, error) {
 	s.svc = &service{policy: &s.policy, clock: clock, metrics: s.metrics, log: s.log}
 	s.admission = newAdmission(&s.policy, l.Config.GRPC, s.metrics, s.log.Named("grpc"))
 	s.reloader = &reloader{path: opts.ConfigPath, policy: &s.policy, start: l.Config, metrics: s.metrics,
-		log: s.log.Named("config"), audit: s.log.Named("audit"), logLevel: opts.LogLevel}
+		log: s.log.Named("config"), audit: s.log.Named("audit"), logLevel: opts.LogLevel,
+		issuers: &issuers{metrics: s.metrics, log: s.log.Named("oidc")}}
 	if err := s.buildGRPC(); err != nil {
 		return nil, err
 	}
@@ -404,6 +405,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		zap.Uint64("config_generation", s.policy.Load().generation), zap.String("config_hash", s.policy.Load().hash))
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
+	defer s.reloader.issuers.close()
 	if s.opts.ConfigPath != "" && s.cfg.Reload.Interval.d > 0 {
 		go s.reloader.watch(watchCtx, s.cfg.Reload.Interval.d)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -34,23 +36,27 @@ type service struct {
 
 func (h *service) GenerateUserSig(ctx context.Context, req *usersigv1.GenerateUserSigRequest) (*usersigv1.GenerateUserSigResponse, error) {
 	ci := callInfoFrom(ctx)
-	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
+	userID, err := h.userFor(ci, req.GetUserId())
 	if err != nil {
 		return nil, err
 	}
-	if err := h.spendUserRate(ci, req.GetUserId()); err != nil {
+	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), userID, req.GetTtl())
+	if err != nil {
 		return nil, err
 	}
-	is, err := a.keys[0].UserSig(a.id, req.GetUserId(), ttl, h.clock())
+	if err := h.spendUserRate(ci, userID); err != nil {
+		return nil, err
+	}
+	is, err := a.keys[0].UserSig(a.id, userID, ttl, h.clock())
 	if err != nil {
 		return nil, h.fromSigner(err)
 	}
-	h.issued(ci, a, kindUserSig, req.GetUserId(), ttl)
+	h.issued(ci, a, kindUserSig, userID, ttl)
 	r := new(struct {
 		usersigv1.GenerateUserSigResponse
 		times issueTimes
 	}) // one allocation for the answer and its times
-	r.UserSig, r.SdkAppId, r.UserId, r.KeyId = is.Ticket, a.id, req.GetUserId(), a.keyIDs[0]
+	r.UserSig, r.SdkAppId, r.UserId, r.KeyId = is.Ticket, a.id, userID, a.keyIDs[0]
 	r.IssueTime, r.ExpireTime = r.times.set(is)
 	return &r.GenerateUserSigResponse, nil
 }
@@ -65,24 +71,32 @@ func (t *issueTimes) set(is signer.Issued) (issue, expire *timestamppb.Timestamp
 
 func (h *service) VerifyUserSig(ctx context.Context, req *usersigv1.VerifyUserSigRequest) (*usersigv1.VerifyUserSigResponse, error) {
 	ci := callInfoFrom(ctx)
+	userID, err := h.userFor(ci, req.GetUserId())
+	if err != nil {
+		return nil, err
+	}
 	a, err := h.appFor(ci, req.GetSdkAppId())
 	if err != nil {
 		return nil, err
 	}
-	if err := h.checkUserID(ci, req.GetUserId()); err != nil {
+	if err := h.checkUserID(ci, userID); err != nil {
 		return nil, err
 	}
-	if err := h.spendUserRate(ci, req.GetUserId()); err != nil {
+	if err := h.spendUserRate(ci, userID); err != nil {
 		return nil, err
 	}
-	r := signer.Verify(req.GetUserSig(), a.id, req.GetUserId(), a.keys, h.clock())
+	r := signer.Verify(req.GetUserSig(), a.id, userID, a.keys, h.clock())
 	a.verified[r.Status].Inc()
 	return convert.VerifyResponse(r, a.keyIDs), nil
 }
 
 func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.GeneratePrivateMapKeyRequest) (*usersigv1.GeneratePrivateMapKeyResponse, error) {
 	ci := callInfoFrom(ctx)
-	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), req.GetUserId(), req.GetTtl())
+	userID, err := h.userFor(ci, req.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), userID, req.GetTtl())
 	if err != nil {
 		return nil, err
 	}
@@ -107,21 +121,36 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 	if err := signer.ValidatePrivilegeMap(privileges); err != nil {
 		return nil, h.fromSigner(err)
 	}
-	if err := h.spendUserRate(ci, req.GetUserId()); err != nil {
+	if err := h.spendUserRate(ci, userID); err != nil {
 		return nil, err
 	}
-	is, err := a.keys[0].PrivateMapKey(a.id, req.GetUserId(), ttl, room, uint32(privileges), h.clock())
+	is, err := a.keys[0].PrivateMapKey(a.id, userID, ttl, room, uint32(privileges), h.clock())
 	if err != nil {
 		return nil, h.fromSigner(err)
 	}
-	h.issued(ci, a, kindPrivateMapKey, req.GetUserId(), ttl)
+	h.issued(ci, a, kindPrivateMapKey, userID, ttl)
 	r := new(struct {
 		usersigv1.GeneratePrivateMapKeyResponse
 		times issueTimes
 	})
-	r.PrivateMapKey, r.SdkAppId, r.UserId, r.KeyId = is.Ticket, a.id, req.GetUserId(), a.keyIDs[0]
+	r.PrivateMapKey, r.SdkAppId, r.UserId, r.KeyId = is.Ticket, a.id, userID, a.keyIDs[0]
 	r.IssueTime, r.ExpireTime = r.times.set(is)
 	return &r.GeneratePrivateMapKeyResponse, nil
+}
+
+// userFor is the user id a call is for: the request's user_id, or for an
+// OIDC caller its ID token's user id, which the request may leave out or
+// repeat but never change.
+func (h *service) userFor(ci *callInfo, requested string) (string, error) {
+	o := ci.caller.oidc
+	if o == nil {
+		return requested, nil
+	}
+	if requested == "" || requested == ci.userID {
+		return ci.userID, nil
+	}
+	h.metrics.authFailure(authIDTokenUserID)
+	return "", status.Errorf(codes.PermissionDenied, "user_id must be left out or be the ID token's user id (its %q claim)", o.claim)
 }
 
 // checkMint checks what both minting methods take: the app, the user id

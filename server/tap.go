@@ -60,6 +60,10 @@ const (
 	// maxAnonymousCalls bounds the unary calls without credentials (health
 	// checks) in flight at once.
 	maxAnonymousCalls = 256
+	// maxUnverifiedCalls bounds the calls in flight whose ID token is
+	// being verified (not yet in the cache of verified tokens): tokens
+	// anyone can make up hold these slots, not callers'.
+	maxUnverifiedCalls = 256
 	// maxStreamingCalls bounds the streaming calls (health Watch,
 	// reflection) in flight at once, for callers and for anonymous
 	// clients each.
@@ -158,9 +162,11 @@ type admission struct {
 	metrics         *metrics
 	conns           *connLimit // set by Listen; a caller's call marks its connection
 	maxCallDuration time.Duration
-	// The pools, by [anonymous][streaming].
-	pools   [2][2]*slots
-	streams streamSet
+	// The pools, by [anonymous][streaming], and the unary calls with an
+	// ID token not yet verified (oidc.go).
+	pools      [2][2]*slots
+	unverified *slots
+	streams    streamSet
 	// streaming marks the streaming methods served, by full name.
 	streaming    map[string]bool
 	refusedTotal *prometheus.CounterVec // usersig_calls_refused_total
@@ -217,6 +223,7 @@ const (
 	refusedMaxCalls         = "max_concurrent_calls"
 	refusedMaxAnonymous     = "max_anonymous_calls"
 	refusedMaxStreaming     = "max_streaming_calls"
+	refusedMaxUnverified    = "max_unverified_id_token_calls"
 	refusedAnonymousHeaders = "anonymous_header_size"
 	refusedDraining         = "draining"
 )
@@ -228,7 +235,9 @@ var (
 		"the server is at its limit of streaming calls (health Watch, reflection); retry with backoff")
 	errAnonymousHeaders = status.Error(codes.ResourceExhausted,
 		"a call without credentials may carry at most 2 KiB of headers")
-	errDraining = status.Error(codes.Unavailable, "the server is shutting down; reconnect")
+	errDraining             = status.Error(codes.Unavailable, "the server is shutting down; reconnect")
+	errUnverifiedOverloaded = withRetryInfo(status.New(codes.ResourceExhausted,
+		"the server is at its limit of calls with ID tokens it has not verified yet; retry with backoff"), time.Second)
 )
 
 // openServices need no credentials.
@@ -248,7 +257,7 @@ func newAdmission(p *atomic.Pointer[policy], g GRPCConfig, m *metrics, log *zap.
 		streaming:       map[string]bool{},
 		refusedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_calls_refused_total",
-			Help: "Streams refused on arrival for a limit: max_concurrent_calls (callers' calls), max_anonymous_calls (health checks without credentials), max_streaming_calls (health Watch and reflection), anonymous_header_size, draining.",
+			Help: "Streams refused on arrival for a limit: max_concurrent_calls (callers' calls), max_anonymous_calls (health checks without credentials), max_streaming_calls (health Watch and reflection), max_unverified_id_token_calls (calls whose ID token is being verified), anonymous_header_size, draining.",
 		}, []string{"limit"}),
 	}
 	a.pools = [2][2]*slots{
@@ -258,14 +267,16 @@ func newAdmission(p *atomic.Pointer[policy], g GRPCConfig, m *metrics, log *zap.
 	inFlight := func(class string, sl *slots) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "usersig_calls_in_flight",
-			Help:        "Streams admitted and not yet ended, by pool: caller (callers' unary calls, against grpc.max_concurrent_calls), anonymous (health checks without credentials), caller_stream and anonymous_stream (health Watch and reflection).",
+			Help:        "Streams admitted and not yet ended, by pool: caller (callers' unary calls, against grpc.max_concurrent_calls), anonymous (health checks without credentials), caller_stream and anonymous_stream (health Watch and reflection), unverified_id_token (calls whose ID token is being verified).",
 			ConstLabels: prometheus.Labels{"class": class},
 		}, func() float64 { return float64(sl.n.Load()) })
 	}
+	a.unverified = newSlots(maxUnverifiedCalls, refusedMaxUnverified, errUnverifiedOverloaded)
 	m.registry.MustRegister(a.refusedTotal,
 		inFlight("caller", a.pools[0][0]), inFlight("caller_stream", a.pools[0][1]),
-		inFlight("anonymous", a.pools[1][0]), inFlight("anonymous_stream", a.pools[1][1]))
-	for _, r := range []string{refusedMaxCalls, refusedMaxAnonymous, refusedMaxStreaming, refusedAnonymousHeaders, refusedDraining} {
+		inFlight("anonymous", a.pools[1][0]), inFlight("anonymous_stream", a.pools[1][1]),
+		inFlight("unverified_id_token", a.unverified))
+	for _, r := range []string{refusedMaxCalls, refusedMaxAnonymous, refusedMaxStreaming, refusedMaxUnverified, refusedAnonymousHeaders, refusedDraining} {
 		a.refusedTotal.WithLabelValues(r)
 	}
 	return a
@@ -287,10 +298,15 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	p := a.policy.Load()
 	ci := &callInfo{}
 	anonymous := false
-	c, reason, err := identify(ctx, p)
+	id, reason, err := identify(ctx, p)
 	switch {
+	case err == nil && id.unverified:
+		// An ID token nobody has verified yet: it takes a slot of its own
+		// pool, not a caller's, and the auth interceptor verifies it.
+		ci.policy, ci.caller, ci.unverified = p, id.caller, true
+		anonymous = true
 	case err == nil:
-		ci.policy, ci.caller = p, c
+		ci.policy, ci.caller, ci.userID = p, id.caller, id.userID
 		if pr, ok := peer.FromContext(ctx); ok && a.conns != nil {
 			a.conns.callerCalled(pr.LocalAddr, pr.Addr)
 		}
@@ -307,6 +323,9 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	}
 	streaming := a.streaming[info.FullMethodName]
 	sl := a.pools[index(anonymous)][index(streaming)]
+	if ci.unverified && !streaming {
+		sl = a.unverified
+	}
 	if !sl.take() {
 		return nil, a.refuse(ctx, sl.refused, sl.err)
 	}

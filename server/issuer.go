@@ -1,0 +1,399 @@
+package server
+
+// An OpenID Connect issuer that OIDC callers trust (oidc.go): its
+// discovery document and its key set, fetched in the background and kept
+// across reloads. Calls never wait on an issuer that is known to be down,
+// and nothing a client sends can make the server fetch more than once
+// per minKeyRefetch.
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+	"go.uber.org/zap"
+)
+
+const (
+	// minKeyRefetch spaces out the key set fetches an unknown key id
+	// causes: a flood of tokens with made-up key ids costs the issuer one
+	// fetch per minKeyRefetch, and a real rotation is seen within it.
+	minKeyRefetch = 5 * time.Second
+	// keyRefresh is how often the key set is fetched regardless, so that
+	// keys the issuer withdrew stop verifying.
+	keyRefresh = time.Hour
+	// fetchTimeout bounds one discovery or key set fetch.
+	fetchTimeout = 10 * time.Second
+	// maxIssuerDocument bounds a discovery document or a key set.
+	maxIssuerDocument = 1 << 20
+	// Discovery is retried after a failure, with backoff.
+	minDiscoveryBackoff = time.Second
+	maxDiscoveryBackoff = time.Minute
+)
+
+// allowedAlgs are the signature algorithms an ID token may use: asymmetric
+// only, never none or HMAC (with HMAC, anyone holding the issuer's public
+// key could sign).
+var allowedAlgs = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
+}
+
+// keySet is one fetch of an issuer's keys, by key id.
+type keySet struct {
+	byID map[string][]jose.JSONWebKey
+	all  []jose.JSONWebKey
+}
+
+// issuer is one issuer URL (and CA) and what is known of it. It
+// implements oidc.KeySet for go-oidc's verifier.
+type issuer struct {
+	url     string
+	client  *http.Client
+	log     *zap.Logger
+	metrics *metrics
+
+	keys      atomic.Pointer[keySet] // nil until discovery succeeds
+	jwksURL   string                 // set before keys is first stored
+	firstDone chan struct{}          // closed when the first discovery attempt ends
+	stop      context.CancelFunc
+
+	mu        sync.Mutex
+	fetching  chan struct{} // non-nil while a key set fetch runs
+	lastAsked time.Time     // when an unknown key id last caused a fetch
+	fetchErr  error         // the last key set fetch's
+}
+
+// newIssuer starts discovering url in the background. caPEM, if not
+// empty, is the only CA its certificate may chain to.
+func newIssuer(url string, caPEM []byte, m *metrics, log *zap.Logger) *issuer {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	if len(caPEM) > 0 {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM) // checked by the config (checker.oidc)
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	is := &issuer{
+		url: url,
+		client: &http.Client{Transport: tr, Timeout: fetchTimeout,
+			// A redirect could leave https; the documents are where they are.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		log:       log.With(zap.String("issuer", url)),
+		metrics:   m,
+		firstDone: make(chan struct{}),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	is.stop = cancel
+	go is.run(ctx)
+	return is
+}
+
+// run discovers the issuer, retrying with backoff and logging once per
+// failure streak, then refreshes its keys every keyRefresh.
+func (is *issuer) run(ctx context.Context) {
+	backoff, failing := minDiscoveryBackoff, false
+	for {
+		err := is.discover(ctx)
+		select {
+		case <-is.firstDone:
+		default:
+			close(is.firstDone)
+		}
+		if err == nil {
+			if failing {
+				is.log.Info("the identity provider is reachable again")
+			} else {
+				is.log.Info("identity provider discovered")
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if !failing {
+			is.log.Warn("cannot discover the identity provider; its callers' calls are UNAVAILABLE until it answers (retried with backoff)",
+				zap.String("error", err.Error()))
+			failing = true
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxDiscoveryBackoff)
+	}
+	for sleep(ctx, keyRefresh) {
+		if err := is.refetch(ctx, true); err != nil && ctx.Err() == nil {
+			is.log.Warn("cannot refresh the identity provider's keys; the keys fetched before stay", zap.String("error", err.Error()))
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// discover fetches the discovery document (go-oidc checks that its issuer
+// is ours) and then the key set.
+func (is *issuer) discover(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	p, err := oidc.NewProvider(oidc.ClientContext(ctx, is.client), is.url)
+	is.metrics.oidcFetched(is.url, "discovery", err)
+	if err != nil {
+		return fmt.Errorf("discovery: %s", oneLine(err.Error()))
+	}
+	var doc struct {
+		JWKSURL string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&doc); err != nil || doc.JWKSURL == "" {
+		return errors.New("discovery: the document has no jwks_uri")
+	}
+	if err := checkIssuerURL(doc.JWKSURL); err != nil {
+		return fmt.Errorf("discovery: jwks_uri %s", err)
+	}
+	is.mu.Lock()
+	is.jwksURL = doc.JWKSURL
+	is.mu.Unlock()
+	return is.refetch(ctx, true)
+}
+
+// ready waits, within ctx, for the first discovery attempt, and reports
+// whether the issuer's keys are loaded.
+func (is *issuer) ready(ctx context.Context) bool {
+	if is.keys.Load() != nil {
+		return true
+	}
+	select {
+	case <-is.firstDone:
+	case <-ctx.Done():
+	}
+	return is.keys.Load() != nil
+}
+
+// refetch fetches the key set again. Unless forced (discovery, the hourly
+// refresh), it is a token's unknown key id that asks, and such fetches
+// are at least minKeyRefetch apart. Concurrent callers share one fetch,
+// which runs to its own timeout whatever their contexts.
+func (is *issuer) refetch(ctx context.Context, force bool) error {
+	is.mu.Lock()
+	done := is.fetching
+	if done == nil {
+		if !force {
+			if time.Since(is.lastAsked) < minKeyRefetch {
+				is.mu.Unlock()
+				return errRefetchTooSoon
+			}
+			is.lastAsked = time.Now()
+		}
+		done = make(chan struct{})
+		is.fetching = done
+		go is.fetchKeys(done)
+	}
+	is.mu.Unlock()
+	select {
+	case <-done:
+		return is.lastFetchErr()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var errRefetchTooSoon = errors.New("the key set was fetched moments ago")
+
+func (is *issuer) lastFetchErr() error {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.fetchErr
+}
+
+func (is *issuer) fetchKeys(done chan struct{}) {
+	ks, err := is.getKeySet()
+	is.metrics.oidcFetched(is.url, "jwks", err)
+	is.mu.Lock()
+	is.fetchErr = err
+	if err == nil {
+		is.keys.Store(ks)
+	}
+	is.fetching = nil
+	is.mu.Unlock()
+	close(done)
+}
+
+func (is *issuer) getKeySet() (*keySet, error) {
+	is.mu.Lock()
+	u := is.jwksURL
+	is.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := is.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("jwks: %s", oneLine(err.Error()))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("jwks: %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIssuerDocument+1))
+	if err != nil {
+		return nil, fmt.Errorf("jwks: %s", oneLine(err.Error()))
+	}
+	if len(body) > maxIssuerDocument {
+		return nil, fmt.Errorf("jwks: larger than %d bytes", maxIssuerDocument)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("jwks: not a JSON Web Key Set: %s", oneLine(err.Error()))
+	}
+	ks := &keySet{byID: map[string][]jose.JSONWebKey{}}
+	for _, k := range set.Keys {
+		if !k.Valid() || !k.IsPublic() || (k.Use != "" && k.Use != "sig") {
+			continue
+		}
+		ks.all = append(ks.all, k)
+		ks.byID[k.KeyID] = append(ks.byID[k.KeyID], k)
+	}
+	if len(ks.all) == 0 {
+		return nil, errors.New("jwks: no public signing key")
+	}
+	return ks, nil
+}
+
+// candidates are the keys that may have signed a token with key id kid.
+func (ks *keySet) candidates(kid string) []jose.JSONWebKey {
+	if kid == "" {
+		return ks.all
+	}
+	return ks.byID[kid]
+}
+
+// VerifySignature is oidc.KeySet's: it verifies the token's signature with
+// the issuer's key of its key id, fetching the key set again (bounded by
+// minKeyRefetch) when that id is unknown. The class of a failure is
+// recorded in the context's verdict, as go-oidc's errors do not keep it.
+func (is *issuer) VerifySignature(ctx context.Context, token string) ([]byte, error) {
+	v, _ := ctx.Value(verdictKey{}).(*verdict)
+	if v == nil {
+		v = &verdict{}
+	}
+	jws, err := jose.ParseSignedCompact(token, allowedAlgs)
+	if err != nil || len(jws.Signatures) != 1 {
+		v.reason = authIDTokenMalformed
+		return nil, errors.New("malformed")
+	}
+	sig := jws.Signatures[0]
+	for attempt := 0; ; attempt++ {
+		ks := is.keys.Load()
+		keys := ks.candidates(sig.Header.KeyID)
+		for i := range keys {
+			k := &keys[i]
+			if k.Algorithm != "" && k.Algorithm != sig.Header.Algorithm {
+				continue
+			}
+			if payload, err := jws.Verify(k); err == nil {
+				v.payload = payload
+				return payload, nil
+			}
+		}
+		if len(keys) > 0 {
+			v.reason = authIDTokenSignature
+			return nil, errors.New("bad signature")
+		}
+		if attempt > 0 {
+			break
+		}
+		switch err := is.refetch(ctx, false); {
+		case err == nil:
+		case errors.Is(err, errRefetchTooSoon):
+			v.reason = authIDTokenUnknownKey
+			return nil, errors.New("unknown key")
+		default:
+			v.reason = authIssuerUnavailable
+			return nil, errors.New("key set unavailable")
+		}
+	}
+	v.reason = authIDTokenUnknownKey
+	return nil, errors.New("unknown key")
+}
+
+// verdict carries out of go-oidc the class of a signature failure, or
+// the payload whose signature verified.
+type verdict struct {
+	reason  string
+	payload []byte
+}
+
+type verdictKey struct{}
+
+// issuers are the issuers the policy in force trusts, kept across reloads
+// by URL and CA so that a reload neither refetches nor drops their keys.
+type issuers struct {
+	mu      sync.Mutex
+	m       map[string]*issuer
+	metrics *metrics
+	log     *zap.Logger
+}
+
+func issuerKey(url string, caPEM []byte) string { return url + "\x00" + string(caPEM) }
+
+// get is the issuer for url and caPEM, started if new.
+func (r *issuers) get(url string, caPEM []byte) *issuer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := issuerKey(url, caPEM)
+	if is := r.m[k]; is != nil {
+		return is
+	}
+	if r.m == nil {
+		r.m = map[string]*issuer{}
+	}
+	is := newIssuer(url, caPEM, r.metrics, r.log)
+	r.m[k] = is
+	return is
+}
+
+// keep stops the issuers p's callers no longer use.
+func (r *issuers) keep(p *policy) {
+	used := map[*issuer]bool{}
+	for _, c := range p.oidcCallers {
+		used[c.oidc.issuer] = true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, is := range r.m {
+		if !used[is] {
+			is.stop()
+			delete(r.m, k)
+		}
+	}
+}
+
+// close stops them all.
+func (r *issuers) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, is := range r.m {
+		is.stop()
+		delete(r.m, k)
+	}
+}
