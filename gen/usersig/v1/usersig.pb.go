@@ -173,7 +173,8 @@ type GenerateUserSigRequest struct {
 	// The app (SDKAppID). May be omitted (0) when exactly one configured app
 	// is usable by the caller.
 	SdkAppId uint64 `protobuf:"varint,1,opt,name=sdk_app_id,json=sdkAppId,proto3" json:"sdk_app_id,omitempty"`
-	// The user to log in: 1 to 32 bytes of a-z A-Z 0-9 _ -.
+	// The user to log in: 1 to 32 bytes of a-z A-Z 0-9 _ -. With an ID
+	// token, leave it out (the token's user) or repeat the token's user.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// How long the ticket is valid: whole seconds, at least 1s and at most the
 	// app's and the caller's max_ttl. Omitted, it is the app's default_ttl, or
@@ -332,6 +333,7 @@ type VerifyUserSigRequest struct {
 	// configured app is usable by the caller.
 	SdkAppId uint64 `protobuf:"varint,1,opt,name=sdk_app_id,json=sdkAppId,proto3" json:"sdk_app_id,omitempty"`
 	// The user the ticket must be for: 1 to 32 bytes of a-z A-Z 0-9 _ -.
+	// With an ID token, leave it out (the token's user) or repeat it.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The ticket: a UserSig or a PrivateMapKey.
 	UserSig       string `protobuf:"bytes,3,opt,name=user_sig,json=userSig,proto3" json:"user_sig,omitempty"`
@@ -625,7 +627,8 @@ type GeneratePrivateMapKeyRequest struct {
 	// The app. May be omitted (0) when exactly one configured app is usable by
 	// the caller.
 	SdkAppId uint64 `protobuf:"varint,1,opt,name=sdk_app_id,json=sdkAppId,proto3" json:"sdk_app_id,omitempty"`
-	// The user: 1 to 32 bytes of a-z A-Z 0-9 _ -.
+	// The user: 1 to 32 bytes of a-z A-Z 0-9 _ -. With an ID token, leave
+	// it out (the token's user) or repeat the token's user.
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// How long the ticket is valid, as in GenerateUserSigRequest.ttl.
 	Ttl *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`

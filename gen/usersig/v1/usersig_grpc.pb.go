@@ -37,7 +37,10 @@ const (
 // official libraries.
 //
 // Every call needs the metadata `authorization: Bearer <token>`, and the
-// caller the token names must be allowed the method and the app.
+// caller the token names must be allowed the method and the app. The token
+// is a caller's, or an app user's OpenID Connect ID token from an issuer a
+// caller trusts: then the call is for the token's user, and user_id may
+// only be left out or repeat it (PERMISSION_DENIED otherwise).
 type UserSigServiceClient interface {
 	// GenerateUserSig mints a UserSig (TLS-Sig-API v2) that logs user_id in
 	// to the app sdk_app_id for ttl.
@@ -104,7 +107,10 @@ func (c *userSigServiceClient) GeneratePrivateMapKey(ctx context.Context, in *Ge
 // official libraries.
 //
 // Every call needs the metadata `authorization: Bearer <token>`, and the
-// caller the token names must be allowed the method and the app.
+// caller the token names must be allowed the method and the app. The token
+// is a caller's, or an app user's OpenID Connect ID token from an issuer a
+// caller trusts: then the call is for the token's user, and user_id may
+// only be left out or repeat it (PERMISSION_DENIED otherwise).
 type UserSigServiceServer interface {
 	// GenerateUserSig mints a UserSig (TLS-Sig-API v2) that logs user_id in
 	// to the app sdk_app_id for ttl.
