@@ -181,6 +181,42 @@ callers:
 `, []string{"callers[0].client_cert_names: needs mutual TLS: set grpc.tls.client_ca_file"}},
 		{"caller with no way in", map[string]string{"key": key}, minimalApps + "callers:\n  - name: x\n    apps: [1400000000]\n    methods: [VerifyUserSig]\n",
 			[]string{"callers[0]: set token_sha256, client_cert_names or oidc"}},
+		{"oidc callers", map[string]string{"key": key, "ca.pem": "not a certificate"}, minimalApps + `
+callers:
+  - name: both
+    token_sha256: ` + tokenHash(tokWeb) + `
+    oidc: {issuer: https://login.example.com, audience: a}
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+  - name: plain-http
+    oidc: {issuer: http://login.example.com, user_id_claim: email}
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+  - name: not-a-url
+    oidc: {issuer: "https://login.example.com/?tenant=1", audience: a, ca_file: "{{dir}}/ca.pem", required_claims: {groups: [a, b]}}
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+  - name: first
+    oidc: {issuer: https://login.example.com/, audience: app, required_claims: {email_verified: true}}
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+  - name: second
+    oidc: {issuer: https://login.example.com/, audience: app}
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+  - name: loopback
+    oidc: {issuer: "http://127.0.0.1:8443", audience: app}
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+`, []string{
+			"callers[0].oidc: an OIDC caller is known by its ID tokens: drop token_sha256 and client_cert_names",
+			"callers[1].oidc.issuer: must be https (http only on a loopback address)",
+			"callers[1].oidc.audience: is required",
+			"callers[2].oidc.issuer: must be an https URL with a host and no query, fragment or user",
+			"callers[2].oidc.required_claims.groups: must be a string, a number or a boolean",
+			"callers[2].oidc.ca_file: {{dir}}/ca.pem holds no PEM certificate",
+			`callers[4].oidc: issuer and audience are also caller "first"'s`,
+		}},
 		{"http_api without listen", map[string]string{"key": key}, "http_api: {cors: {allowed_origins: []}}\n" + minimalApps + minimalCaller,
 			[]string{"http_api.listen: is required", "http_api.cors.allowed_origins: must list at least one origin"}},
 		{"http_api origins", map[string]string{"key": key}, "http_api:\n  listen: 127.0.0.1:0\n  cors: {allowed_origins: [\"https://app.example.com\", \"https://*.example.com\", \"https://app.example.com/\", \"*\", \"app.example.com\", \"HTTPS://APP.example.com\"]}\n" + minimalApps + minimalCaller,

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,7 +87,7 @@ func newIssuer(url string, caPEM []byte, m *metrics, log *zap.Logger) *issuer {
 	}
 	is := &issuer{
 		url: url,
-		client: &http.Client{Transport: tr, Timeout: fetchTimeout,
+		client: &http.Client{Transport: cappedBodies{tr}, Timeout: fetchTimeout,
 			// A redirect could leave https; the documents are where they are.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		log:       log.With(zap.String("issuer", url)),
@@ -123,7 +124,7 @@ func (is *issuer) run(ctx context.Context) {
 		}
 		if !failing {
 			is.log.Warn("cannot discover the identity provider; its callers' calls are UNAVAILABLE until it answers (retried with backoff)",
-				zap.String("error", err.Error()))
+				zap.String("error", brief(err.Error())))
 			failing = true
 		}
 		if !sleep(ctx, backoff) {
@@ -133,9 +134,19 @@ func (is *issuer) run(ctx context.Context) {
 	}
 	for sleep(ctx, keyRefresh) {
 		if err := is.refetch(ctx, true); err != nil && ctx.Err() == nil {
-			is.log.Warn("cannot refresh the identity provider's keys; the keys fetched before stay", zap.String("error", err.Error()))
+			is.log.Warn("cannot refresh the identity provider's keys; the keys fetched before stay", zap.String("error", brief(err.Error())))
 		}
 	}
+}
+
+// brief is an issuer's error on one line and at most 300 bytes: it may
+// quote the answer's body.
+func brief(s string) string {
+	s = oneLine(s)
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "..."
+	}
+	return s
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -254,12 +265,9 @@ func (is *issuer) getKeySet() (*keySet, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("jwks: %s", resp.Status)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIssuerDocument+1))
+	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("jwks: %s", oneLine(err.Error()))
-	}
-	if len(body) > maxIssuerDocument {
-		return nil, fmt.Errorf("jwks: larger than %d bytes", maxIssuerDocument)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {
@@ -277,6 +285,40 @@ func (is *issuer) getKeySet() (*keySet, error) {
 		return nil, errors.New("jwks: no public signing key")
 	}
 	return ks, nil
+}
+
+// cappedBodies fails the reading of an answer past maxIssuerDocument
+// bytes: go-oidc reads a discovery document whole, whatever its size.
+type cappedBodies struct{ base http.RoundTripper }
+
+func (c cappedBodies) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.base.RoundTrip(r)
+	if err == nil {
+		resp.Body = &cappedBody{ReadCloser: resp.Body, left: maxIssuerDocument}
+	}
+	return resp, err
+}
+
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+var errDocumentTooLarge = fmt.Errorf("the document is larger than %d bytes", maxIssuerDocument)
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errDocumentTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left+1] // one byte more tells a document of exactly the cap from a larger one
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return n, errDocumentTooLarge
+	}
+	return n, err
 }
 
 // candidates are the keys that may have signed a token with key id kid.

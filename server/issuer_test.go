@@ -34,6 +34,7 @@ type testIssuer struct {
 
 	discoveries, jwksFetches atomic.Int64
 	down                     atomic.Bool // answer 503 to everything
+	bloated                  atomic.Bool // answer a key set of 2 MiB
 }
 
 // issuerKey is one signing key of the issuer.
@@ -43,7 +44,11 @@ type issuerKey struct {
 	priv crypto.Signer
 }
 
-func newTestIssuer(t *testing.T) *testIssuer {
+func newTestIssuer(t *testing.T) *testIssuer { return newTestIssuerOn(t, httptest.NewServer) }
+
+// newTestIssuerOn is newTestIssuer served by start: httptest.NewTLSServer
+// for an https issuer.
+func newTestIssuerOn(t *testing.T, start func(http.Handler) *httptest.Server) *testIssuer {
 	t.Helper()
 	is := &testIssuer{t: t}
 	mux := http.NewServeMux()
@@ -70,6 +75,10 @@ func newTestIssuer(t *testing.T) *testIssuer {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
+		if is.bloated.Load() {
+			w.Write([]byte(`{"keys":[],"padding":"` + strings.Repeat("x", 2<<20) + `"}`))
+			return
+		}
 		is.mu.Lock()
 		var set jose.JSONWebKeySet
 		for _, k := range is.published {
@@ -79,7 +88,7 @@ func newTestIssuer(t *testing.T) *testIssuer {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(set)
 	})
-	is.srv = httptest.NewServer(mux)
+	is.srv = start(mux)
 	is.url = is.srv.URL
 	t.Cleanup(is.srv.Close)
 	return is

@@ -3,7 +3,9 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"encoding/pem"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -362,6 +364,25 @@ func TestOIDCUnreachableIssuer(t *testing.T) {
 	is.publish(rs)
 	is.down.Store(true)
 	ts := startServer(t, oidcConfig(is)) // starts all the same
+	// A second issuer whose key set is too large to read.
+	huge := newTestIssuer(t)
+	huge.bloated.Store(true)
+	ts.writeConfig(strings.Replace(oidcConfig(is), "\n  - name: pattern-users", `
+  - name: huge-issuer
+    oidc: {issuer: "`+huge.url+`", audience: usersig-test}
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+  - name: pattern-users`, 1))
+	if err := ts.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	htok := huge.sign(huge.newKey("k", jose.ES256), huge.claims("usersig-test", "u"))
+	ts.seen.Store(htok, true)
+	_, err := generate(ts, htok, &usersigv1.GenerateUserSigRequest{})
+	wantRefusal(t, "key set too large", err, codes.Unavailable, htok, "identity provider")
+	if lines := ts.logs.lines("cannot discover the identity provider", "larger than 1048576 bytes"); len(lines) != 1 {
+		t.Errorf("want one warning about the key set's size, got %q", ts.logs.lines("cannot discover"))
+	}
 
 	if _, err := generate(ts, tokBackend, &usersigv1.GenerateUserSigRequest{SdkAppId: appA, UserId: "u1"}); err != nil {
 		t.Fatalf("another caller, while the issuer is down: %v", err)
@@ -371,7 +392,7 @@ func TestOIDCUnreachableIssuer(t *testing.T) {
 	tok := is.sign(rs, c)
 	ts.seen.Store(tok, true)
 	start := time.Now()
-	_, err := generate(ts, tok, &usersigv1.GenerateUserSigRequest{})
+	_, err = generate(ts, tok, &usersigv1.GenerateUserSigRequest{})
 	wantRefusal(t, "issuer down", err, codes.Unavailable, tok, "identity provider")
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the call waited %v for an issuer known to be down", d)
@@ -384,7 +405,7 @@ func TestOIDCUnreachableIssuer(t *testing.T) {
 	if n := is.discoveries.Load(); n < 3 {
 		t.Fatalf("discovery was tried %d times in 20s, want retries", n)
 	}
-	if lines := ts.logs.lines("cannot discover the identity provider"); len(lines) != 1 {
+	if lines := ts.logs.lines("cannot discover the identity provider", is.url+`"`); len(lines) != 1 {
 		t.Errorf("%d warnings for one failure streak, want 1: %q", len(lines), lines)
 	}
 	// The issuer comes back: its users are served.
@@ -465,4 +486,43 @@ func TestOIDCUnverifiedPool(t *testing.T) {
 	}
 	cancel()
 	ts.seen.Store(tok, true)
+}
+
+// TestOIDCPrivateCA: an https issuer whose certificate chains to the
+// caller's ca_file, not to the system's roots.
+func TestOIDCPrivateCA(t *testing.T) {
+	is := newTestIssuerOn(t, httptest.NewTLSServer)
+	es := is.newKey("es1", jose.ES256)
+	is.publish(es)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.srv.Certificate().Raw}))
+	config := fixtureConfig + `
+  - name: app-users
+    oidc:
+      issuer: ` + is.url + `
+      audience: usersig-test
+      ca_file: {{dir}}/issuer-ca.pem
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+  - name: system-roots
+    oidc:
+      issuer: ` + is.url + `
+      audience: usersig-system
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+`
+	ts := startServer(t, config, func(ts *testServer) { ts.writeFile("issuer-ca.pem", caPEM, 0o600) })
+	tok := is.sign(es, is.claims("usersig-test", "tls_user"))
+	ts.seen.Store(tok, true)
+	if r, err := generate(ts, tok, &usersigv1.GenerateUserSigRequest{}); err != nil || r.GetUserId() != "tls_user" {
+		t.Fatalf("issuer behind a private CA: %v", err)
+	}
+	// Without the CA, the issuer's certificate is not trusted: the
+	// caller's calls are UNAVAILABLE, the other's are served.
+	tok = is.sign(es, is.claims("usersig-system", "tls_user"))
+	ts.seen.Store(tok, true)
+	_, err := generate(ts, tok, &usersigv1.GenerateUserSigRequest{})
+	wantRefusal(t, "issuer not trusted", err, codes.Unavailable, tok, "identity provider")
+	if lines := ts.logs.lines("cannot discover the identity provider", "certificate"); len(lines) != 1 {
+		t.Errorf("want one warning naming the certificate problem, got %q", ts.logs.lines("cannot discover"))
+	}
 }
