@@ -13,7 +13,9 @@
 # and writes bench/out/results.json (bench/out/smoke/ in smoke mode). Beside
 # it, the main table also drives bench/bare, a bare grpc-go server that
 # answers UserSigService with constant answers: the reference for what the
-# API costs when the server adds nothing. See bench/README.md.
+# API costs when the server adds nothing, and GenerateUserSig with an app
+# user's ID token (RS256 and ES256) from bench/oidcissuer, an OpenID Connect
+# issuer on loopback. See bench/README.md.
 #
 # Sizes can be overridden from the environment: BENCH_MAIN_N, BENCH_WARMUP_N,
 # BENCH_ROUNDS, BENCH_SWEEP_N, BENCH_SWEEP_C, BENCH_SWEEP_CONNS,
@@ -74,7 +76,7 @@ die() { log "FAILED: $*"; exit 1; }
 START_EPOCH=$(date +%s.%N)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/usersig-bench.XXXXXX")
 mkdir -p "$WORK/bin" "$WORK/raw"
-SERVER_PID='' IDLE_PID='' SAMPLER_PID='' BARE_PID=''
+SERVER_PID='' IDLE_PID='' SAMPLER_PID='' BARE_PID='' ISSUER_PID=''
 
 # stop ends a process this script started: TERM, then KILL after 10 s.
 stop() {
@@ -95,6 +97,7 @@ cleanup() {
   stop "$IDLE_PID"
   stop "$SERVER_PID"
   stop "$BARE_PID"
+  stop "$ISSUER_PID"
   if [[ ${BENCH_KEEP_WORK:-} == 1 ]]; then
     log "kept $WORK"
   else
@@ -135,7 +138,7 @@ VEGETA=$REPO/.bin/vegeta
 modversion() { tool_version "$@"; }
 
 log "building usersigd and the bench helpers"
-(cd "$REPO" && go build -o "$WORK/bin/" ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare) || die "go build"
+(cd "$REPO" && go build -o "$WORK/bin/" ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare ./bench/oidcissuer) || die "go build"
 
 meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 meta start_epoch "$START_EPOCH"
@@ -152,7 +155,7 @@ meta vegeta_version "$(modversion "$VEGETA")"
 meta vegeta_path "$VEGETA"
 meta git_commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 meta git_dirty "$([[ -n $(git -C "$REPO" --no-optional-locks status --porcelain 2>/dev/null) ]] && echo yes || echo no)"
-meta cmd_build "go build -o \$WORK/bin/ ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare"
+meta cmd_build "go build -o \$WORK/bin/ ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare ./bench/oidcissuer"
 
 # --- the server ----------------------------------------------------------
 
@@ -160,6 +163,26 @@ meta cmd_build "go build -o \$WORK/bin/ ./cmd/usersigd ./bench/idleconns ./bench
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/key"
 chmod 600 "$WORK/key"
 TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+# The OpenID Connect issuer on loopback, and an ID token of each of its keys
+# for the same user the bearer-token calls mint for.
+mkdir -m 700 "$WORK/idtokens"
+"$WORK/bin/oidcissuer" -listen 127.0.0.1:0 -audience usersig-bench -sub "$USER_ID" -out "$WORK/idtokens" \
+  >"$WORK/issuer.out" 2>"$WORK/issuer.err" &
+ISSUER_PID=$!
+meta cmd_issuer "oidcissuer -listen 127.0.0.1:0 -audience usersig-bench -sub $USER_ID -out \$WORK/idtokens"
+ISSUER_URL=''
+for _ in $(seq 100); do
+  ISSUER_URL=$(sed -n 's/^listening //p' "$WORK/issuer.out")
+  [[ -n $ISSUER_URL ]] && break
+  kill -0 "$ISSUER_PID" 2>/dev/null || break
+  sleep 0.1
+done
+[[ -n $ISSUER_URL ]] || { cat "$WORK/issuer.err" >&2; die "the OpenID Connect issuer did not start"; }
+ID_TOKEN_RS256=$(cat "$WORK/idtokens/rs256.token")
+ID_TOKEN_ES256=$(cat "$WORK/idtokens/es256.token")
+meta issuer_url "$ISSUER_URL"
+
 cat >"$WORK/config.yaml" <<EOF
 grpc:
   listen: 127.0.0.1:0
@@ -180,6 +203,10 @@ callers:
     token_sha256: $(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
     apps: [$APP]
     methods: [GenerateUserSig, VerifyUserSig, GeneratePrivateMapKey]
+  - name: bench-app-users
+    oidc: {issuer: "$ISSUER_URL", audience: usersig-bench}
+    apps: [$APP]
+    methods: [GenerateUserSig]
 EOF
 
 log "starting usersigd (log: JSON lines to $WORK/server.log)"
@@ -238,6 +265,7 @@ reset_peak() { echo 5 2>/dev/null >"/proc/$SERVER_PID/clear_refs" || HWM_RESET=n
 
 AUTH="authorization: Bearer $TOKEN"
 GEN_DATA="{\"sdk_app_id\": $APP, \"user_id\": \"$USER_ID\", \"ttl\": \"86400s\"}"
+IDGEN_DATA="{\"sdk_app_id\": $APP, \"ttl\": \"86400s\"}"
 PMK_DATA="{\"sdk_app_id\": $APP, \"user_id\": \"$USER_ID\", \"ttl\": \"86400s\", \"room_id\": 1234, \"privilege_map\": 255}"
 minted=$("$GRPCURL" -plaintext -H "$AUTH" -d "$GEN_DATA" "$GRPC_ADDR" usersig.v1.UserSigService/GenerateUserSig) ||
   die "grpcurl GenerateUserSig"
@@ -290,6 +318,13 @@ meta mint_calls 2
 meta cmd_mint_http "$(shq curl -sS --fail-with-body -H 'authorization: Bearer $TOKEN' -H 'content-type: application/json' --data-binary "$GEN_DATA" "http://$API_ADDR/v1/usersig:generate")"
 log "minted a ticket over the HTTP API"
 
+# And with an ID token, for the token's user.
+minted=$("$GRPCURL" -plaintext -H "authorization: Bearer $ID_TOKEN_ES256" -d "$IDGEN_DATA" "$GRPC_ADDR" usersig.v1.UserSigService/GenerateUserSig) ||
+  die "grpcurl GenerateUserSig with an ID token"
+grep -q "\"userId\": *\"$USER_ID\"" <<<"$minted" || die "the ID token's ticket is not for $USER_ID: $minted"
+meta mint_calls 3
+log "minted a ticket with an ID token"
+
 sleep 1
 rss idle_start "$(status_kb VmRSS)"
 rss fds_start "$(fds)"
@@ -299,7 +334,7 @@ rss fds_start "$(fds)"
 method_of() {
   case $1 in
     floor | bfloor) echo grpc.health.v1.Health/Check ;;
-    gen | bgen) echo usersig.v1.UserSigService/GenerateUserSig ;;
+    gen | bgen | igenrs | igenes) echo usersig.v1.UserSigService/GenerateUserSig ;;
     verify) echo usersig.v1.UserSigService/VerifyUserSig ;;
     pmk) echo usersig.v1.UserSigService/GeneratePrivateMapKey ;;
   esac
@@ -308,6 +343,7 @@ data_of() {
   case $1 in
     floor | bfloor) echo '{}' ;;
     gen | bgen) echo "$GEN_DATA" ;;
+    igenrs | igenes) echo "$IDGEN_DATA" ;; # the user is the token's
     verify) echo "$VERIFY_DATA" ;;
     pmk) echo "$PMK_DATA" ;;
   esac
@@ -339,7 +375,7 @@ measure() {
 record() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" \
     "$RUN_RC" "$RUN_WALL" "$RUN_SERVER_CPU" "$RUN_CLIENT_CPU" \
-    "$(sed "s|$WORK|\$WORK|g; s|Bearer $TOKEN|Bearer \$TOKEN|g" <<<"$9")" >>"$WORK/runs.tsv"
+    "$(sed "s|$WORK|\$WORK|g; s|Bearer $TOKEN|Bearer \$TOKEN|g; s|Bearer $ID_TOKEN_RS256|Bearer \$ID_TOKEN_RS256|g; s|Bearer $ID_TOKEN_ES256|Bearer \$ID_TOKEN_ES256|g" <<<"$9")" >>"$WORK/runs.tsv"
 }
 
 # ghz_run PHASE RPC ROUND C CONNS N runs ghz once and records it in runs.tsv.
@@ -357,7 +393,12 @@ ghz_run() {
   args=(--insecure --call "$method" -d "$(data_of "$rpc")"
     -c "$c" --connections "$conns" -n "$n"
     --disable-template-functions --disable-template-data -O json -o "$WORK/raw/$file")
-  [[ $rpc == floor || $rpc == bfloor ]] || args+=(-m "{\"authorization\":\"Bearer $TOKEN\"}")
+  case $rpc in
+    floor | bfloor) ;;
+    igenrs) args+=(-m "{\"authorization\":\"Bearer $ID_TOKEN_RS256\"}") ;;
+    igenes) args+=(-m "{\"authorization\":\"Bearer $ID_TOKEN_ES256\"}") ;;
+    *) args+=(-m "{\"authorization\":\"Bearer $TOKEN\"}") ;;
+  esac
   args+=("$addr")
   # The time bound is timeout(1)'s, not ghz -x: in ghz v0.121.0 -x turns
   # into -z (it drops -n and runs for the whole duration, cutting the last
@@ -435,9 +476,9 @@ load_run() {
 }
 
 # The main table's RPCs, in the order each round runs them: usersigd's over
-# gRPC, its GenerateUserSig over HTTP right after the gRPC one, the HTTP
-# floor, then the bare reference.
-RPCS=(floor gen hgen hfloor verify pmk bfloor bgen)
+# gRPC, its GenerateUserSig with an ID token (RS256, ES256) and over HTTP
+# right after the bearer-token one, the HTTP floor, then the bare reference.
+RPCS=(floor gen igenrs igenes hgen hfloor verify pmk bfloor bgen)
 meta main_c "$MAIN_C"
 meta main_conns "$MAIN_CONNS"
 meta main_n "$MAIN_N"

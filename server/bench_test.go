@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
@@ -27,13 +29,28 @@ import (
 // is the floor: the same server and transport with a trivial handler. The
 // difference between a method and Health is what this service adds.
 // HTTPGenerateUserSig is the same call through the HTTP/JSON API.
+// IDToken* are GenerateUserSig with an app user's ID token instead of a
+// caller's token, from a real issuer on loopback: Cached with one token
+// (verified once, then found by its hash), Fresh with a token never seen
+// before on every call (a signature verification each).
 func BenchmarkRPC(b *testing.B) {
 	dir := b.TempDir()
+	is := newTestIssuer(b)
+	keys := map[string]*issuerKey{"RS256": is.newKey("rs1", jose.RS256), "ES256": is.newKey("es1", jose.ES256)}
+	is.publish(keys["RS256"], keys["ES256"])
+	config := apiConfig + `
+  - name: app-users
+    oidc: {issuer: "` + is.url + `", audience: usersig-bench}
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+`
+	config = strings.Replace(config, "\nhttp_api:\n  listen: 127.0.0.1:0\n", "\n", 1) + "http_api:\n  listen: 127.0.0.1:0\n"
+
 	os.WriteFile(filepath.Join(dir, "primary.key"), []byte(keyPrimary), 0o600)
 	os.WriteFile(filepath.Join(dir, "old.key"), []byte(keyOld), 0o600)
 	b.Setenv("USERSIG_TEST_KEY_B", keyB)
 	cfg := filepath.Join(dir, "config.yaml")
-	os.WriteFile(cfg, []byte(strings.ReplaceAll(strings.Replace(apiConfig, "interval: 50ms", "interval: 0s", 1), "{{dir}}", dir)), 0o600)
+	os.WriteFile(cfg, []byte(strings.ReplaceAll(strings.Replace(config, "interval: 50ms", "interval: 0s", 1), "{{dir}}", dir)), 0o600)
 	l, err := server.LoadConfig(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -102,11 +119,56 @@ func BenchmarkRPC(b *testing.B) {
 			return err
 		}},
 	} {
+		if bc.name == "GenerateUserSig" {
+			benchIDTokens(b, c, is, keys)
+		}
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if err := bc.call(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// benchIDTokens runs the IDToken* benchmarks of BenchmarkRPC.
+func benchIDTokens(b *testing.B, c usersigv1.UserSigServiceClient, is *testIssuer, keys map[string]*issuerKey) {
+	with := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	}
+	for _, alg := range []string{"RS256", "ES256"} {
+		k := keys[alg]
+		cached := with(is.sign(k, is.claims("usersig-bench", "user_0001")))
+		b.Run("IDToken"+alg+"Cached", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.GenerateUserSig(cached, &usersigv1.GenerateUserSigRequest{SdkAppId: appA, Ttl: dur(86400)}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+		b.Run("IDToken"+alg+"Fresh", func(b *testing.B) {
+			// b.N tokens, each used once: signed before the clock starts.
+			b.StopTimer()
+			fresh := make([]context.Context, b.N)
+			for i := range fresh {
+				fresh[i] = with(is.sign(k, is.claims("usersig-bench", fmt.Sprintf("user_%d", i))))
+			}
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.StartTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ctx := fresh[next.Add(1)-1]
+					if _, err := c.GenerateUserSig(ctx, &usersigv1.GenerateUserSigRequest{SdkAppId: appA, Ttl: dur(86400)}); err != nil {
 						b.Error(err)
 						return
 					}

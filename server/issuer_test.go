@@ -25,7 +25,7 @@ import (
 // testIssuer is a real OpenID Connect issuer on loopback: a discovery
 // document and a JSON Web Key Set over HTTP, and real signatures.
 type testIssuer struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 	url string // the issuer, as tokens name it
 
@@ -44,11 +44,11 @@ type issuerKey struct {
 	priv crypto.Signer
 }
 
-func newTestIssuer(t *testing.T) *testIssuer { return newTestIssuerOn(t, httptest.NewServer) }
+func newTestIssuer(t testing.TB) *testIssuer { return newTestIssuerOn(t, httptest.NewServer) }
 
 // newTestIssuerOn is newTestIssuer served by start: httptest.NewTLSServer
 // for an https issuer.
-func newTestIssuerOn(t *testing.T, start func(http.Handler) *httptest.Server) *testIssuer {
+func newTestIssuerOn(t testing.TB, start func(http.Handler) *httptest.Server) *testIssuer {
 	t.Helper()
 	is := &testIssuer{t: t}
 	mux := http.NewServeMux()

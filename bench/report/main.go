@@ -79,6 +79,20 @@ const httpRoute = "POST /v1/usersig:generate"
 // fraction of the gRPC one's (issue 13).
 const goalHTTPRatio = 0.60
 
+// GenerateUserSig with an app user's ID token from bench/oidcissuer, in the
+// same rounds right after the bearer-token one, against it: the same
+// call, authenticated by a verified ID token (cached by its hash after the
+// first call) instead of a token hash.
+var idTokenRPCs = []rpcDef{
+	{"gen", "usersig.v1.UserSigService/GenerateUserSig", "GenerateUserSig"},
+	{"igenrs", "usersig.v1.UserSigService/GenerateUserSig", "ID token (RS256)"},
+	{"igenes", "usersig.v1.UserSigService/GenerateUserSig", "ID token (ES256)"},
+}
+
+// goalIDTokenRatio is GenerateUserSig's rps with an ID token at least this
+// fraction of its rps with a bearer token (issue 14).
+const goalIDTokenRatio = 0.60
+
 // isVegeta tells the HTTP API's runs (vegeta) from ghz's.
 func isVegeta(key string) bool {
 	return slices.ContainsFunc(httpRPCs, func(d rpcDef) bool { return d.key == key })
@@ -263,6 +277,7 @@ func report(work, mode string) (Results, error) {
 	res.Order = strings.Fields(meta["order"])
 	res.Main = mainTable(runs, meta, rpcs)
 	res.Bare = mainTable(runs, meta, bareRPCs)
+	res.IDToken = mainTable(runs, meta, idTokenRPCs)
 	res.HTTP = httpTable(runs, meta, res.Main)
 	res.Sweep = sweepTable(runs, meta)
 	res.RSS = rssFigures(work, rss)
@@ -294,11 +309,14 @@ type Results struct {
 	Main            MainTable         `json:"main"`
 	Bare            MainTable         `json:"bare_reference"`
 	HTTP            HTTPTable         `json:"http_api"`
-	Sweep           SweepTable        `json:"sweep"`
-	RSS             RSSFigures        `json:"rss"`
-	Goals           []Goal            `json:"goals"`
-	Checks          []Check           `json:"checks"`
-	Runs            []Run             `json:"runs"`
+	// IDToken is GenerateUserSig with ID tokens; its ratios are to the
+	// bearer-token GenerateUserSig (its first row), not to the floor.
+	IDToken MainTable  `json:"id_token"`
+	Sweep   SweepTable `json:"sweep"`
+	RSS     RSSFigures `json:"rss"`
+	Goals   []Goal     `json:"goals"`
+	Checks  []Check    `json:"checks"`
+	Runs    []Run      `json:"runs"`
 }
 
 func machine(meta map[string]string) map[string]string {
@@ -501,6 +519,8 @@ func trimRaw(work, out, name string) {
 	if err != nil {
 		return
 	}
+	// ghz repeats its options, the token or ID token among them.
+	b = bearerValue.ReplaceAll(b, []byte(`"Bearer (masked)"`))
 	var full map[string]json.RawMessage
 	if json.Unmarshal(b, &full) == nil {
 		delete(full, "details")
@@ -509,6 +529,8 @@ func trimRaw(work, out, name string) {
 		}
 	}
 }
+
+var bearerValue = regexp.MustCompile(`"Bearer [^"]*"`)
 
 func codes(m map[string]int) string {
 	var s []string
@@ -520,7 +542,7 @@ func codes(m map[string]int) string {
 }
 
 func label(key string) string {
-	for _, r := range slices.Concat(rpcs, httpRPCs, bareRPCs) {
+	for _, r := range slices.Concat(rpcs, httpRPCs, bareRPCs, idTokenRPCs[1:]) {
 		if r.key == key {
 			return r.label
 		}
@@ -1088,6 +1110,11 @@ func goals(res Results) []Goal {
 	if v := res.HTTP.VsGRPC; res.HTTP.Ran {
 		g = append(g, Goal{"HTTP GenerateUserSig rps vs gRPC's", fmt.Sprintf(">= %.2f", goalHTTPRatio), v.RPSRatio, v.RPSRatio >= goalHTTPRatio, ""})
 	}
+	for _, row := range res.IDToken.RPCs[1:] {
+		if row.Runs > 0 {
+			g = append(g, Goal{"GenerateUserSig, " + label(row.RPC) + ", rps vs bearer's", fmt.Sprintf(">= %.2f", goalIDTokenRatio), row.RPSRatio, row.RPSRatio >= goalIDTokenRatio, ""})
+		}
+	}
 	errs := 0
 	for _, r := range res.Runs {
 		errs += r.Errors
@@ -1151,6 +1178,11 @@ func printTable(w io.Writer, res Results) {
 			num("%.0f", v.HTTPRPS), num("%.0f", v.GRPCRPS), num("%.2f", v.RPSRatio), num("%.2f", v.RoundRPSRatio), goalHTTPRatio,
 			num("%.2f", v.HTTPP50Ms), num("%.2f", v.GRPCP50Ms), num("%.2f", v.HTTPP99Ms), num("%.2f", v.GRPCP99Ms), num("%.2fx", v.P99Ratio),
 			v.HTTPErrors, v.GRPCErrors, num("%.0f", v.HTTPServerCPUPerCall), num("%.0f", v.GRPCServerCPUPerCall), num("%+.0f", v.ExtraServerCPUPerCall))
+	}
+	if it := res.IDToken; len(it.RPCs) > 1 && it.RPCs[1].Runs > 0 {
+		fmt.Fprintf(w, "\nID tokens, in the same rounds: GenerateUserSig with an app user's ID token from bench/oidcissuer (verified once, then found by its hash), against the bearer-token call\n")
+		printRows(w, it)
+		fmt.Fprintf(w, "(ratios here are to the first row, GenerateUserSig with a bearer token; goal >= %.2f)\n", goalIDTokenRatio)
 	}
 	if len(res.Bare.RPCs) > 0 {
 		fmt.Fprintf(w, "\nReference, in the same rounds: bench/bare, a bare grpc-go server (no interceptors, auth or logs) whose GenerateUserSig returns an answer made at start\n")

@@ -216,3 +216,23 @@ func fixture(t *testing.T, overlay string, remove []string) string {
 	}
 	return dir
 }
+
+// TestTrimRawMasksTokens: ghz repeats its metadata in its report; the
+// copy the report keeps holds no bearer token or ID token.
+func TestTrimRawMasksTokens(t *testing.T) {
+	work, out := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(work, "raw"), 0o755)
+	os.MkdirAll(filepath.Join(out, "raw"), 0o755)
+	raw := `{"options":{"metadata":{"authorization":"Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln"}},"details":[{"latency":1}],"rps":5}`
+	if err := os.WriteFile(filepath.Join(work, "raw", "x.json"), []byte(raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trimRaw(work, out, "x.json")
+	b, err := os.ReadFile(filepath.Join(out, "raw", "x.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "eyJ") || !strings.Contains(string(b), `"Bearer (masked)"`) || strings.Contains(string(b), "details") {
+		t.Fatalf("trimmed report: %s", b)
+	}
+}
