@@ -11,10 +11,11 @@
 //	  Compile               on a copy: settings and defaults (validate.go),
 //	                        apps and their keys, callers and their options
 //	                        (compile.go; the rate option is ratelimit.go, the
-//	                        methods a caller may call are methods.go)
-//	                        into a policy (policy.go)
-//	reloader.install        binds its metrics and audit loggers and swaps it
-//	                        in (reload.go); SIGHUP and changed files reload
+//	                        methods a caller may call are methods.go, the
+//	                        oidc section oidc.go) into a policy (policy.go)
+//	reloader.install        binds its metrics, audit loggers and OIDC issuers
+//	                        (issuer.go, kept across reloads) and swaps it in
+//	                        (reload.go); SIGHUP and changed files reload
 //
 // A policy never changes once built: a reload builds another, and calls
 // in flight finish under the one they started with.
@@ -23,11 +24,15 @@
 //
 //	admission.tapHandle (tap.go)  from the headers alone: refuse a caller's
 //	                              call without valid credentials, take a
-//	                              slot, set the deadline
+//	                              slot, set the deadline; an ID token is
+//	                              known there if verified before (oidc.go),
+//	                              else it takes a slot of a pool of its own
 //	interceptors (server.go)      call info, metrics (metrics.go), the call
 //	                              log line (calllog.go), panic recovery
-//	service.authenticate (auth.go) the caller, its rate, the method
-//	service handlers (service.go) the app, the user id, the ttl; then the
+//	service.authenticate (auth.go) the caller (verifying an ID token not
+//	                              verified yet), its rate, the method
+//	service handlers (service.go) the user id (an OIDC caller's is its
+//	                              token's), the app, the user id, the ttl; then the
 //	                              caller's rate_per_user for the user id
 //	                              (ratelimit.go), the signer, the counter
 //	                              and the audit line
