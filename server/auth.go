@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -67,11 +68,12 @@ func (h *service) authenticate(ctx context.Context) (context.Context, error) {
 	if p := h.policy.Load(); c == nil || ci.policy != p || ci.unverified {
 		id, reason, err := identify(ctx, p)
 		if err == nil && id.unverified {
-			// An ID token not verified yet: verify it now, within the
-			// call's deadline (a first call may wait for the issuer).
-			id.userID, reason, err = p.verifyIDToken(ctx, id.caller, bearerOf(ctx))
+			// An ID token that needs its issuer's answer: wait for it now,
+			// within the call's deadline and maxKeyWait.
+			id.userID, reason, err = p.verifyIDToken(ctx, id.caller, bearerOf(ctx), true)
 		}
 		if err != nil {
+			ci.caller = nil // the call log names no caller for a refused call
 			h.metrics.authFailure(reason)
 			return nil, err
 		}
@@ -196,7 +198,16 @@ func (p *policy) tokenCaller(authorization []string) (id identity, reason string
 	if err != nil {
 		return identity{}, reason, err
 	}
-	return identity{caller: c, unverified: true}, "", nil
+	// Verified here when the issuer's keys are in hand: a made-up token
+	// is refused from the headers, as an unknown token is.
+	userID, reason, err := p.verifyIDToken(context.Background(), c, token, false)
+	switch {
+	case errors.Is(err, errPending):
+		return identity{caller: c, unverified: true}, "", nil
+	case err != nil:
+		return identity{}, reason, err
+	}
+	return identity{caller: c, userID: userID}, "", nil
 }
 
 // verifiedClientCert is the leaf of the call's verified client certificate

@@ -116,7 +116,8 @@ type httpAPI struct {
 	metrics   *metrics
 	conns     *connLimit
 
-	callers, anonymous *slots // requests in flight, by who sent them
+	callers, anonymous, appUsers *slots  // requests in flight, by who sent them
+	perUser                      perUser // app users' requests in flight
 }
 
 // Why the API refused a request before it became a call.
@@ -127,6 +128,8 @@ const (
 	// The request pools were full: the request was reset unanswered.
 	apiCallerRequests    = "max_requests"
 	apiAnonymousRequests = "max_anonymous_requests"
+	apiAppUserRequests   = "max_app_user_requests"
+	apiPerAppUser        = "max_requests_per_app_user"
 )
 
 // newHTTPAPI builds the API: serverOpts are the gRPC server's options
@@ -136,12 +139,14 @@ func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1
 	adm *admission, m *metrics, zl *zap.Logger) (*httpAPI, error) {
 	a := &httpAPI{cfg: cfg, mem: bufconn.Listen(256 << 10), admission: adm, metrics: m,
 		callers:   newSlots(maxAPIRequests, apiCallerRequests, nil),
-		anonymous: newSlots(maxAPIAnonymousRequests, apiAnonymousRequests, nil)}
+		anonymous: newSlots(maxAPIAnonymousRequests, apiAnonymousRequests, nil),
+		appUsers:  newSlots(maxAPIRequests, apiAppUserRequests, nil),
+		perUser:   perUser{m: map[string]int{}, limit: maxCallsPerAppUser}}
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersig_http_api_refused_total",
-		Help: "HTTP API requests answered before they became a call: no_route, method_not_allowed, body_too_large; or reset unanswered, their pool full: max_requests (callers'), max_anonymous_requests (without a caller's token). Calls are counted by the grpc_server_* metrics, as gRPC calls are.",
+		Help: "HTTP API requests answered before they became a call: no_route, method_not_allowed, body_too_large; or reset unanswered, their pool full: max_requests (callers'), max_anonymous_requests (without valid credentials, or with an ID token waiting for its identity provider), max_app_user_requests (app users' with ID tokens), max_requests_per_app_user (8 of one app user's). Calls are counted by the grpc_server_* metrics, as gRPC calls are.",
 	}, []string{"reason"})
-	for _, r := range []string{apiNoRoute, apiMethod, apiBodyTooBig, apiCallerRequests, apiAnonymousRequests} {
+	for _, r := range []string{apiNoRoute, apiMethod, apiBodyTooBig, apiCallerRequests, apiAnonymousRequests, apiAppUserRequests, apiPerAppUser} {
 		a.refused.WithLabelValues(r)
 	}
 	m.registry.MustRegister(a.refused)
@@ -295,17 +300,28 @@ func (a *httpAPI) close() {
 func (a *httpAPI) admit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, reason, err := a.admission.policy.Load().identifyBy(r.Header.Values("Authorization"), nil)
-		sl := a.callers
-		if err != nil || id.unverified {
-			// An ID token not yet verified counts as a stranger's until
-			// the gRPC side verifies it.
+		appUser := err == nil && id.caller.oidc != nil
+		sl, userKey := a.callers, ""
+		switch {
+		case err != nil || id.unverified:
+			// An ID token waiting for its identity provider counts as a
+			// stranger's until the gRPC side has verified it.
 			sl = a.anonymous
+		case appUser:
+			sl, userKey = a.appUsers, id.caller.name+"\x00"+id.userID
 		}
 		if !sl.take() {
 			a.refused.WithLabelValues(sl.refused).Inc()
 			panic(http.ErrAbortHandler)
 		}
 		defer sl.release()
+		if userKey != "" {
+			if !a.perUser.take(userKey) {
+				a.refused.WithLabelValues(apiPerAppUser).Inc()
+				panic(http.ErrAbortHandler)
+			}
+			defer a.perUser.release(userKey)
+		}
 		switch {
 		case r.Method != http.MethodPost:
 			next.ServeHTTP(w, r)
@@ -315,9 +331,10 @@ func (a *httpAPI) admit(next http.Handler) http.Handler {
 			// Closing the connection spares reading the body, which
 			// net/http would otherwise do to keep it open.
 			w.Header().Set("Connection", "close")
-			a.writeStatus(w, http.StatusUnauthorized, status.Convert(err), "")
-		case id.unverified:
-			next.ServeHTTP(w, r)
+			st := status.Convert(err)
+			a.writeStatus(w, runtime.HTTPStatusFromCode(st.Code()), st, "")
+		case appUser:
+			next.ServeHTTP(w, r) // an app user's connection is no caller's
 		default:
 			// A caller's connection is kept at the connection cap.
 			if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {

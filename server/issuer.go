@@ -35,6 +35,10 @@ const (
 	keyRefresh = time.Hour
 	// fetchTimeout bounds one discovery or key set fetch.
 	fetchTimeout = 10 * time.Second
+	// A call waits at most this long for the issuer's first discovery,
+	// or for a key set fetch its token caused; the fetch itself goes on.
+	maxDiscoveryWait = time.Second
+	maxKeyWait       = 2 * time.Second
 	// maxIssuerDocument bounds a discovery document or a key set.
 	maxIssuerDocument = 1 << 20
 	// Discovery is retried after a failure, with backoff.
@@ -65,6 +69,7 @@ type issuer struct {
 	metrics *metrics
 
 	keys      atomic.Pointer[keySet] // nil until discovery succeeds
+	waiting   *slots                 // calls waiting for it (tap.go), at most maxUnverifiedPerIssuer
 	jwksURL   string                 // set before keys is first stored
 	firstDone chan struct{}          // closed when the first discovery attempt ends
 	stop      context.CancelFunc
@@ -78,8 +83,7 @@ type issuer struct {
 // newIssuer starts discovering url in the background. caPEM, if not
 // empty, is the only CA its certificate may chain to.
 func newIssuer(url string, caPEM []byte, m *metrics, log *zap.Logger) *issuer {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
+	tr := http.DefaultTransport.(*http.Transport).Clone() // HTTPS_PROXY and NO_PROXY apply
 	if len(caPEM) > 0 {
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(caPEM) // checked by the config (checker.oidc)
@@ -93,6 +97,7 @@ func newIssuer(url string, caPEM []byte, m *metrics, log *zap.Logger) *issuer {
 		log:       log.With(zap.String("issuer", url)),
 		metrics:   m,
 		firstDone: make(chan struct{}),
+		waiting:   newSlots(maxUnverifiedPerIssuer, refusedMaxUnverified, errIssuerBusy),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	is.stop = cancel
@@ -104,19 +109,18 @@ func newIssuer(url string, caPEM []byte, m *metrics, log *zap.Logger) *issuer {
 // failure streak, then refreshes its keys every keyRefresh.
 func (is *issuer) run(ctx context.Context) {
 	backoff, failing := minDiscoveryBackoff, false
+	// firstDone closes once the first attempt is over and logged.
+	first := sync.OnceFunc(func() { close(is.firstDone) })
+	defer first()
 	for {
 		err := is.discover(ctx)
-		select {
-		case <-is.firstDone:
-		default:
-			close(is.firstDone)
-		}
 		if err == nil {
 			if failing {
 				is.log.Info("the identity provider is reachable again")
 			} else {
 				is.log.Info("identity provider discovered")
 			}
+			first()
 			break
 		}
 		if ctx.Err() != nil {
@@ -127,6 +131,7 @@ func (is *issuer) run(ctx context.Context) {
 				zap.String("error", brief(err.Error())))
 			failing = true
 		}
+		first()
 		if !sleep(ctx, backoff) {
 			return
 		}
@@ -185,17 +190,47 @@ func (is *issuer) discover(ctx context.Context) error {
 	return is.refetch(ctx, true)
 }
 
-// ready waits, within ctx, for the first discovery attempt, and reports
-// whether the issuer's keys are loaded.
+// ready waits, within ctx and maxDiscoveryWait, for the first discovery
+// attempt, and reports whether the issuer's keys are loaded.
 func (is *issuer) ready(ctx context.Context) bool {
 	if is.keys.Load() != nil {
 		return true
 	}
+	t := time.NewTimer(maxDiscoveryWait)
+	defer t.Stop()
 	select {
 	case <-is.firstDone:
 	case <-ctx.Done():
+	case <-t.C:
 	}
 	return is.keys.Load() != nil
+}
+
+// attempted reports whether the first discovery attempt has ended.
+func (is *issuer) attempted() bool {
+	select {
+	case <-is.firstDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// kick starts a key set fetch that a token asks for, as refetch does, but
+// does not wait for it; it reports whether a fetch is now under way.
+func (is *issuer) kick() bool {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	if is.fetching != nil {
+		return true
+	}
+	if time.Since(is.lastAsked) < minKeyRefetch {
+		return false
+	}
+	is.lastAsked = time.Now()
+	is.fetching = make(chan struct{})
+	go is.fetchKeys(is.fetching, true)
+	return true
 }
 
 // refetch fetches the key set again. Unless forced (discovery, the hourly
@@ -215,7 +250,7 @@ func (is *issuer) refetch(ctx context.Context, force bool) error {
 		}
 		done = make(chan struct{})
 		is.fetching = done
-		go is.fetchKeys(done)
+		go is.fetchKeys(done, !force)
 	}
 	is.mu.Unlock()
 	select {
@@ -234,10 +269,16 @@ func (is *issuer) lastFetchErr() error {
 	return is.fetchErr
 }
 
-func (is *issuer) fetchKeys(done chan struct{}) {
+// fetchKeys fetches the key set and closes done. A fetch a token asked
+// for counts minKeyRefetch from its end, so that an issuer slower than
+// that is still asked at most once per minKeyRefetch of idle time.
+func (is *issuer) fetchKeys(done chan struct{}, asked bool) {
 	ks, err := is.getKeySet()
 	is.metrics.oidcFetched(is.url, "jwks", err)
 	is.mu.Lock()
+	if asked {
+		is.lastAsked = time.Now()
+	}
 	is.fetchErr = err
 	if err == nil {
 		is.keys.Store(ks)
@@ -330,13 +371,17 @@ func (ks *keySet) candidates(kid string) []jose.JSONWebKey {
 }
 
 // VerifySignature is oidc.KeySet's: it verifies the token's signature with
-// the issuer's key of its key id, fetching the key set again (bounded by
-// minKeyRefetch) when that id is unknown. The class of a failure is
-// recorded in the context's verdict, as go-oidc's errors do not keep it.
+// the issuer's keys of its key id (all of them without one). When none
+// verifies, the issuer may have rotated its keys (a new key id, or a new key
+// under an old id): the key set is fetched again, at most once every
+// minKeyRefetch whatever tokens ask, and the token tried once more. The
+// class of a failure is recorded in the context's verdict, as go-oidc's
+// errors do not keep it; a verdict that may not wait (the tap's) starts
+// the fetch and comes back pending.
 func (is *issuer) VerifySignature(ctx context.Context, token string) ([]byte, error) {
 	v, _ := ctx.Value(verdictKey{}).(*verdict)
 	if v == nil {
-		v = &verdict{}
+		v = &verdict{mayWait: true}
 	}
 	jws, err := jose.ParseSignedCompact(token, allowedAlgs)
 	if err != nil || len(jws.Signatures) != 1 {
@@ -357,33 +402,58 @@ func (is *issuer) VerifySignature(ctx context.Context, token string) ([]byte, er
 				return payload, nil
 			}
 		}
+		failed := authIDTokenUnknownKey
 		if len(keys) > 0 {
-			v.reason = authIDTokenSignature
-			return nil, errors.New("bad signature")
+			failed = authIDTokenSignature
+		}
+		if is.lastFetchErr() != nil {
+			// The keys in hand are old: the issuer did not answer the
+			// last fetch, so the token's key may be one it has now.
+			failed = authIssuerUnavailable
 		}
 		if attempt > 0 {
-			break
+			v.reason = failed
+			return nil, errors.New(failed)
 		}
-		switch err := is.refetch(ctx, false); {
+		if !v.mayWait {
+			if is.kick() {
+				v.reason = reasonPending
+				return nil, errors.New("pending")
+			}
+			v.reason = failed
+			return nil, errors.New(failed)
+		}
+		wctx, cancel := context.WithTimeout(ctx, maxKeyWait)
+		err := is.refetch(wctx, false)
+		cancel()
+		switch {
 		case err == nil:
 		case errors.Is(err, errRefetchTooSoon):
-			v.reason = authIDTokenUnknownKey
-			return nil, errors.New("unknown key")
+			// Fetched moments ago, maybe for this very token in the tap:
+			// the keys in hand are the issuer's latest.
+			if ks2 := is.keys.Load(); ks2 == ks {
+				v.reason = failed
+				return nil, errors.New(failed)
+			}
 		default:
 			v.reason = authIssuerUnavailable
 			return nil, errors.New("key set unavailable")
 		}
 	}
-	v.reason = authIDTokenUnknownKey
-	return nil, errors.New("unknown key")
 }
 
-// verdict carries out of go-oidc the class of a signature failure, or
-// the payload whose signature verified.
+// verdict carries into go-oidc whether the verification may wait for the
+// issuer, and out of it the class of a signature failure, or the payload
+// whose signature verified.
 type verdict struct {
+	mayWait bool
 	reason  string
 	payload []byte
 }
+
+// reasonPending: the token needs keys being fetched; the auth interceptor
+// finishes it.
+const reasonPending = "pending"
 
 type verdictKey struct{}
 

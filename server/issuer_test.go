@@ -31,6 +31,7 @@ type testIssuer struct {
 
 	mu        sync.Mutex
 	published []*issuerKey
+	extra     []jose.JSONWebKey // published as they are, beside
 
 	discoveries, jwksFetches atomic.Int64
 	down                     atomic.Bool // answer 503 to everything
@@ -84,6 +85,7 @@ func newTestIssuerOn(t testing.TB, start func(http.Handler) *httptest.Server) *t
 		for _, k := range is.published {
 			set.Keys = append(set.Keys, jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.kid, Algorithm: string(k.alg), Use: "sig"})
 		}
+		set.Keys = append(set.Keys, is.extra...)
 		is.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(set)

@@ -45,8 +45,9 @@ const (
 	// maxVerifiedTokens bounds the cache of verified ID tokens; a token
 	// beyond it is verified again on its next call.
 	maxVerifiedTokens = 65536
-	// maxIDTokenBytes bounds the tokens read as ID tokens.
-	maxIDTokenBytes = 6 << 10
+	// maxIDTokenBytes bounds the tokens read as ID tokens: whatever fits
+	// in a call's headers.
+	maxIDTokenBytes = maxHeaderListSize
 )
 
 // oidcCaller is a caller's oidc section, compiled.
@@ -171,6 +172,7 @@ var (
 	errIDTokenExpired     = status.Error(codes.Unauthenticated, "ID token: expired (exp)")
 	errIDTokenNotYetValid = status.Error(codes.Unauthenticated, "ID token: not yet valid (nbf)")
 	errIssuerUnavailable  = withRetryInfo(status.New(codes.Unavailable, "the ID token's identity provider cannot be reached (discovery or keys); retry later"), 5*time.Second)
+	errIssuerBusy         = withRetryInfo(status.New(codes.Unavailable, "too many calls wait for the ID token's identity provider already; retry later"), 5*time.Second)
 )
 
 // idTokenErrors answers each signature failure class.
@@ -232,6 +234,11 @@ func (p *policy) routeIDToken(token string) (*caller, string, error) {
 	if !ok || json.Unmarshal(payload, &claims) != nil {
 		return nil, authIDTokenMalformed, errIDTokenMalformed
 	}
+	if claims.Iss == "accounts.google.com" {
+		// Google's tokens may name their issuer without the scheme; go-oidc
+		// accepts that for Google alone, and so does the routing.
+		claims.Iss = "https://accounts.google.com"
+	}
 	var found *caller
 	for _, c := range p.oidcCallers {
 		if c.oidc.issuerURL != claims.Iss || !slices.Contains(claims.Aud, c.oidc.audience) {
@@ -248,10 +255,17 @@ func (p *policy) routeIDToken(token string) (*caller, string, error) {
 	return found, "", nil
 }
 
-// verifyIDToken verifies a token routed to the OIDC caller c, within
-// ctx (which bounds a wait for the issuer), and caches it. userID is its
-// user id claim; reason and err are as identifyBy's.
-func (p *policy) verifyIDToken(ctx context.Context, c *caller, token string) (userID, reason string, err error) {
+// errPending: the token cannot be verified without waiting for its
+// issuer (its first discovery, or a key set fetch under way); only the
+// auth interceptor may wait.
+var errPending = errors.New("the ID token waits for its issuer")
+
+// verifyIDToken verifies a token routed to the OIDC caller c and caches
+// it. userID is its user id claim; reason and err are as identifyBy's.
+// Unless mayWait, it never waits on the network: a token that needs the
+// issuer's answer is errPending (the tap admits it to be finished by the
+// auth interceptor). With mayWait, ctx bounds the wait.
+func (p *policy) verifyIDToken(ctx context.Context, c *caller, token string, mayWait bool) (userID, reason string, err error) {
 	o := c.oidc
 	header, ok := segment(token, 0)
 	var h struct {
@@ -263,15 +277,21 @@ func (p *policy) verifyIDToken(ctx context.Context, c *caller, token string) (us
 	if !slices.Contains(algNames, h.Alg) {
 		return "", authIDTokenAlgorithm, errIDTokenAlgorithm
 	}
-	if !o.issuer.ready(ctx) {
+	switch {
+	case o.issuer.keys.Load() != nil:
+	case !mayWait && !o.issuer.attempted():
+		return "", reasonPending, errPending
+	case !mayWait || !o.issuer.ready(ctx):
 		return "", authIssuerUnavailable, errIssuerUnavailable
 	}
-	v := &verdict{}
+	v := &verdict{mayWait: mayWait}
 	tok, err := o.verifier.Verify(context.WithValue(ctx, verdictKey{}, v), token)
 	var expired *oidc.TokenExpiredError
 	switch {
 	case errors.As(err, &expired):
 		return "", authIDTokenExpired, errIDTokenExpired
+	case v.reason == reasonPending:
+		return "", reasonPending, errPending
 	case v.reason != "":
 		return "", v.reason, idTokenErrors[v.reason]
 	case v.payload == nil:

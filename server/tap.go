@@ -60,10 +60,18 @@ const (
 	// maxAnonymousCalls bounds the unary calls without credentials (health
 	// checks) in flight at once.
 	maxAnonymousCalls = 256
-	// maxUnverifiedCalls bounds the calls in flight whose ID token is
-	// being verified (not yet in the cache of verified tokens): tokens
-	// anyone can make up hold these slots, not callers'.
-	maxUnverifiedCalls = 256
+	// maxUnverifiedCalls bounds the calls in flight whose ID token waits
+	// for its issuer (its first discovery, or a key set fetch), and
+	// maxUnverifiedPerIssuer those of one issuer, so that an issuer that
+	// never answers cannot take the others' share.
+	maxUnverifiedCalls     = 256
+	maxUnverifiedPerIssuer = 64
+	// maxCallsPerAppUser bounds an app user's calls in flight (the user of
+	// an OIDC caller, by its ID token): anyone who can sign in to an app is
+	// an app user, and must not hold the slots of the app's other users.
+	// App users' calls take a pool of their own (grpc.max_concurrent_calls
+	// again), never the callers' one.
+	maxCallsPerAppUser = 8
 	// maxStreamingCalls bounds the streaming calls (health Watch,
 	// reflection) in flight at once, for callers and for anonymous
 	// clients each.
@@ -162,9 +170,12 @@ type admission struct {
 	metrics         *metrics
 	conns           *connLimit // set by Listen; a caller's call marks its connection
 	maxCallDuration time.Duration
-	// The pools, by [anonymous][streaming], and the unary calls with an
-	// ID token not yet verified (oidc.go).
+	// The pools, by [anonymous][streaming]; app users' unary calls, each
+	// user at most maxCallsPerAppUser of them; and those with an ID token
+	// waiting for its issuer (oidc.go).
 	pools      [2][2]*slots
+	appUsers   *slots
+	perUser    perUser
 	unverified *slots
 	streams    streamSet
 	// streaming marks the streaming methods served, by full name.
@@ -224,6 +235,8 @@ const (
 	refusedMaxAnonymous     = "max_anonymous_calls"
 	refusedMaxStreaming     = "max_streaming_calls"
 	refusedMaxUnverified    = "max_unverified_id_token_calls"
+	refusedMaxAppUsers      = "max_app_user_calls"
+	refusedMaxPerAppUser    = "max_calls_per_app_user"
 	refusedAnonymousHeaders = "anonymous_header_size"
 	refusedDraining         = "draining"
 )
@@ -237,7 +250,11 @@ var (
 		"a call without credentials may carry at most 2 KiB of headers")
 	errDraining             = status.Error(codes.Unavailable, "the server is shutting down; reconnect")
 	errUnverifiedOverloaded = withRetryInfo(status.New(codes.ResourceExhausted,
-		"the server is at its limit of calls with ID tokens it has not verified yet; retry with backoff"), time.Second)
+		"the server is at its limit of calls whose ID token waits for its identity provider; retry with backoff"), time.Second)
+	errAppUsersOverloaded = withRetryInfo(status.New(codes.ResourceExhausted,
+		"the server is at its limit of app users' calls; retry with backoff"), time.Second)
+	errPerAppUser = withRetryInfo(status.New(codes.ResourceExhausted,
+		"this user has 8 calls in flight already; wait for their answers"), time.Second)
 )
 
 // openServices need no credentials.
@@ -272,11 +289,14 @@ func newAdmission(p *atomic.Pointer[policy], g GRPCConfig, m *metrics, log *zap.
 		}, func() float64 { return float64(sl.n.Load()) })
 	}
 	a.unverified = newSlots(maxUnverifiedCalls, refusedMaxUnverified, errUnverifiedOverloaded)
+	a.appUsers = newSlots(int64(g.MaxConcurrentCalls), refusedMaxAppUsers, errAppUsersOverloaded)
+	a.perUser = perUser{m: map[string]int{}, limit: maxCallsPerAppUser}
 	m.registry.MustRegister(a.refusedTotal,
 		inFlight("caller", a.pools[0][0]), inFlight("caller_stream", a.pools[0][1]),
 		inFlight("anonymous", a.pools[1][0]), inFlight("anonymous_stream", a.pools[1][1]),
-		inFlight("unverified_id_token", a.unverified))
-	for _, r := range []string{refusedMaxCalls, refusedMaxAnonymous, refusedMaxStreaming, refusedMaxUnverified, refusedAnonymousHeaders, refusedDraining} {
+		inFlight("app_user", a.appUsers), inFlight("unverified_id_token", a.unverified))
+	for _, r := range []string{refusedMaxCalls, refusedMaxAnonymous, refusedMaxStreaming, refusedMaxUnverified, refusedMaxAppUsers, refusedMaxPerAppUser,
+		refusedAnonymousHeaders, refusedDraining} {
 		a.refusedTotal.WithLabelValues(r)
 	}
 	return a
@@ -300,13 +320,12 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	anonymous := false
 	id, reason, err := identify(ctx, p)
 	switch {
-	case err == nil && id.unverified:
-		// An ID token nobody has verified yet: it takes a slot of its own
-		// pool, not a caller's, and the auth interceptor verifies it.
-		ci.policy, ci.caller, ci.unverified = p, id.caller, true
+	case err == nil && id.caller.oidc != nil:
+		// An app user: never a caller's slot, nor a caller's connection.
+		ci.policy, ci.caller, ci.userID, ci.unverified = p, id.caller, id.userID, id.unverified
 		anonymous = true
 	case err == nil:
-		ci.policy, ci.caller, ci.userID = p, id.caller, id.userID
+		ci.policy, ci.caller = p, id.caller
 		if pr, ok := peer.FromContext(ctx); ok && a.conns != nil {
 			a.conns.callerCalled(pr.LocalAddr, pr.Addr)
 		}
@@ -323,11 +342,28 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	}
 	streaming := a.streaming[info.FullMethodName]
 	sl := a.pools[index(anonymous)][index(streaming)]
-	if ci.unverified && !streaming {
-		sl = a.unverified
+	// An app user's unary call takes a slot of the app users' pool and
+	// one of its own, or, with an ID token waiting for its issuer, one of
+	// the unverified pool and one of the issuer's share.
+	var also *slots
+	userKey := ""
+	switch {
+	case streaming || ci.caller == nil || ci.caller.oidc == nil:
+	case ci.unverified:
+		sl, also = a.unverified, ci.caller.oidc.issuer.waiting
+	default:
+		sl, userKey = a.appUsers, ci.caller.name+"\x00"+ci.userID
 	}
 	if !sl.take() {
 		return nil, a.refuse(ctx, sl.refused, sl.err)
+	}
+	if also != nil && !also.take() {
+		sl.release()
+		return nil, a.refuse(ctx, refusedMaxUnverified, errIssuerBusy)
+	}
+	if userKey != "" && !a.perUser.take(userKey) {
+		sl.release()
+		return nil, a.refuse(ctx, refusedMaxPerAppUser, errPerAppUser)
 	}
 	var limit time.Duration
 	switch {
@@ -347,6 +383,18 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 			derived = true
 		}
 	}
+	switch {
+	case also != nil:
+		ad.release = func() {
+			also.release()
+			sl.release()
+		}
+	case userKey != "":
+		ad.release = func() {
+			a.perUser.release(userKey)
+			sl.release()
+		}
+	}
 	if streaming {
 		// Streams are few: a cancelable context and a closure each is fine.
 		if !derived {
@@ -364,6 +412,34 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	}
 	ad.stop = context.AfterFunc(ctx, ad.release)
 	return context.WithValue(ctx, callInfoKey{}, ci), nil
+}
+
+// perUser counts the calls in flight of each app user, by caller and user
+// id, against a limit. Only users with calls in flight have an entry.
+type perUser struct {
+	mu    sync.Mutex
+	m     map[string]int
+	limit int
+}
+
+func (u *perUser) take(key string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m[key] >= u.limit {
+		return false
+	}
+	u.m[key]++
+	return true
+}
+
+func (u *perUser) release(key string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.m[key] <= 1 {
+		delete(u.m, key)
+		return
+	}
+	u.m[key]--
 }
 
 // refuse counts a stream refused for a limit, and answers err.
