@@ -203,8 +203,10 @@ callers:
     token_sha256: $(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
     apps: [$APP]
     methods: [GenerateUserSig, VerifyUserSig, GeneratePrivateMapKey]
+  # One user's ID token, 50 calls at once: as a backend with a workload
+  # identity token calls, not as an app user does (8 in flight by default).
   - name: bench-app-users
-    oidc: {issuer: "$ISSUER_URL", audience: usersig-bench}
+    oidc: {issuer: "$ISSUER_URL", audience: usersig-bench, max_calls_per_user: 64}
     apps: [$APP]
     methods: [GenerateUserSig]
 EOF

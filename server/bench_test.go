@@ -40,7 +40,7 @@ func BenchmarkRPC(b *testing.B) {
 	is.publish(keys["RS256"], keys["ES256"])
 	config := apiConfig + `
   - name: app-users
-    oidc: {issuer: "` + is.url + `", audience: usersig-bench}
+    oidc: {issuer: "` + is.url + `", audience: usersig-bench, max_calls_per_user: 64}
     apps: [1400000000]
     methods: [GenerateUserSig]
 `

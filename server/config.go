@@ -168,6 +168,10 @@ type OIDCConfig struct {
 	// CAFile is a PEM bundle: the issuer's certificate must chain to it
 	// instead of the system's roots.
 	CAFile string `yaml:"ca_file"`
+	// MaxCallsPerUser bounds each user's calls in flight; default 8. A
+	// backend calling with its own workload identity's ID token (one
+	// subject, many calls at once) may need more.
+	MaxCallsPerUser int `yaml:"max_calls_per_user"`
 }
 
 // Duration is a duration written as Go writes them (720h, 90s). It keeps

@@ -205,7 +205,7 @@ callers:
     apps: [1400000000]
     methods: [GenerateUserSig]
   - name: loopback
-    oidc: {issuer: "http://127.0.0.1:8443", audience: app}
+    oidc: {issuer: "http://127.0.0.1:8443", audience: app, max_calls_per_user: 2000}
     apps: [1400000000]
     methods: [GenerateUserSig]
 `, []string{
@@ -216,6 +216,7 @@ callers:
 			"callers[2].oidc.required_claims.groups: must be a string, a number or a boolean",
 			"callers[2].oidc.ca_file: {{dir}}/ca.pem holds no PEM certificate",
 			`callers[4].oidc: issuer and audience are also caller "first"'s`,
+			"callers[5].oidc.max_calls_per_user: must be 1 to 1024",
 		}},
 		{"http_api without listen", map[string]string{"key": key}, "http_api: {cors: {allowed_origins: []}}\n" + minimalApps + minimalCaller,
 			[]string{"http_api.listen: is required", "http_api.cors.allowed_origins: must list at least one origin"}},

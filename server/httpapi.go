@@ -141,7 +141,7 @@ func newHTTPAPI(cfg *HTTPAPIConfig, maxCallDuration time.Duration, svc usersigv1
 		callers:   newSlots(maxAPIRequests, apiCallerRequests, nil),
 		anonymous: newSlots(maxAPIAnonymousRequests, apiAnonymousRequests, nil),
 		appUsers:  newSlots(maxAPIRequests, apiAppUserRequests, nil),
-		perUser:   perUser{m: map[string]int{}, limit: maxCallsPerAppUser}}
+		perUser:   perUser{m: map[string]int{}}}
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "usersig_http_api_refused_total",
 		Help: "HTTP API requests answered before they became a call: no_route, method_not_allowed, body_too_large; or reset unanswered, their pool full: max_requests (callers'), max_anonymous_requests (without valid credentials, or with an ID token waiting for its identity provider), max_app_user_requests (app users' with ID tokens), max_requests_per_app_user (8 of one app user's). Calls are counted by the grpc_server_* metrics, as gRPC calls are.",
@@ -316,7 +316,7 @@ func (a *httpAPI) admit(next http.Handler) http.Handler {
 		}
 		defer sl.release()
 		if userKey != "" {
-			if !a.perUser.take(userKey) {
+			if !a.perUser.take(userKey, id.caller.oidc.maxCallsPerUser) {
 				a.refused.WithLabelValues(apiPerAppUser).Inc()
 				panic(http.ErrAbortHandler)
 			}

@@ -44,7 +44,9 @@ const (
 	idTokenLeeway = 30 * time.Second
 	// maxVerifiedTokens bounds the cache of verified ID tokens; a token
 	// beyond it is verified again on its next call.
-	maxVerifiedTokens = 65536
+	maxVerifiedTokens = 16384
+	// maxMaxCallsPerUser bounds oidc.max_calls_per_user.
+	maxMaxCallsPerUser = 1024
 	// maxIDTokenBytes bounds the tokens read as ID tokens: whatever fits
 	// in a call's headers.
 	maxIDTokenBytes = maxHeaderListSize
@@ -57,7 +59,9 @@ type oidcCaller struct {
 	claim     string // the user id claim
 	required  []requiredClaim
 	caPEM     []byte
-	issuer    *issuer // bound by the reloader
+	// maxCallsPerUser bounds each user's calls in flight (tap.go).
+	maxCallsPerUser int
+	issuer          *issuer // bound by the reloader
 	verifier  *oidc.IDTokenVerifier
 }
 
@@ -78,6 +82,12 @@ func (c *checker) oidcCaller(field string, oc *OIDCConfig) *oidcCaller {
 	}
 	if o.claim == "" {
 		o.claim = "sub"
+	}
+	switch o.maxCallsPerUser = oc.MaxCallsPerUser; {
+	case o.maxCallsPerUser == 0:
+		o.maxCallsPerUser = DefaultMaxCallsPerUser
+	case o.maxCallsPerUser < 1 || o.maxCallsPerUser > maxMaxCallsPerUser:
+		c.addf(field+".max_calls_per_user", "must be 1 to %d", maxMaxCallsPerUser)
 	}
 	names := make([]string, 0, len(oc.RequiredClaims))
 	for name := range oc.RequiredClaims {

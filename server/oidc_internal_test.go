@@ -3,6 +3,8 @@ package server
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -50,4 +52,29 @@ func TestVerifiedTokensBounded(t *testing.T) {
 	if t2, ok := v.get(key(5*maxVerifiedTokens - 1)); !ok || t2.caller != c {
 		t.Fatal("the newest token is not cached")
 	}
+}
+
+// TestVerifiedTokensMemory: a full cache of verified ID tokens, with user
+// ids of 28 bytes (Firebase's), costs a bounded amount per token.
+func TestVerifiedTokensMemory(t *testing.T) {
+	c := &caller{name: "app-users"}
+	future := time.Now().Add(time.Hour).UnixNano()
+	ids := make([]string, maxVerifiedTokens)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("uid%025d", i)
+	}
+	before := heapInUse()
+	var v verifiedTokens
+	for _, id := range ids {
+		v.put(sha256.Sum256([]byte(id)), verifiedToken{caller: c, userID: id, until: future})
+	}
+	held := heapInUse() - min(before, heapInUse())
+	per := float64(held) / float64(v.len())
+	t.Logf("%d verified tokens cached: heap %.1f MiB, %.0f bytes a token (the user ids' own bytes are shared with the test's); %s, %d CPUs",
+		v.len(), float64(held)/(1<<20), per, runtime.Version(), runtime.NumCPU())
+	if per > 200 {
+		t.Errorf("%.0f bytes a cached token, want at most 200", per)
+	}
+	runtime.KeepAlive(&v)
+	runtime.KeepAlive(ids)
 }

@@ -66,12 +66,12 @@ const (
 	// never answers cannot take the others' share.
 	maxUnverifiedCalls     = 256
 	maxUnverifiedPerIssuer = 64
-	// maxCallsPerAppUser bounds an app user's calls in flight (the user of
-	// an OIDC caller, by its ID token): anyone who can sign in to an app is
-	// an app user, and must not hold the slots of the app's other users.
-	// App users' calls take a pool of their own (grpc.max_concurrent_calls
-	// again), never the callers' one.
-	maxCallsPerAppUser = 8
+	// DefaultMaxCallsPerUser bounds an app user's calls in flight (the
+	// user of an OIDC caller, by its ID token; oidc.max_calls_per_user):
+	// anyone who can sign in to an app is an app user, and must not hold
+	// the slots of the app's other users. App users' calls take a pool of
+	// their own (grpc.max_concurrent_calls again), never the callers' one.
+	DefaultMaxCallsPerUser = 8
 	// maxStreamingCalls bounds the streaming calls (health Watch,
 	// reflection) in flight at once, for callers and for anonymous
 	// clients each.
@@ -171,7 +171,7 @@ type admission struct {
 	conns           *connLimit // set by Listen; a caller's call marks its connection
 	maxCallDuration time.Duration
 	// The pools, by [anonymous][streaming]; app users' unary calls, each
-	// user at most maxCallsPerAppUser of them; and those with an ID token
+	// user at most its caller's max_calls_per_user of them; and those with an ID token
 	// waiting for its issuer (oidc.go).
 	pools      [2][2]*slots
 	appUsers   *slots
@@ -254,7 +254,7 @@ var (
 	errAppUsersOverloaded = withRetryInfo(status.New(codes.ResourceExhausted,
 		"the server is at its limit of app users' calls; retry with backoff"), time.Second)
 	errPerAppUser = withRetryInfo(status.New(codes.ResourceExhausted,
-		"this user has 8 calls in flight already; wait for their answers"), time.Second)
+		"this user has its caller's max_calls_per_user calls in flight already; wait for their answers"), time.Second)
 )
 
 // openServices need no credentials.
@@ -290,7 +290,7 @@ func newAdmission(p *atomic.Pointer[policy], g GRPCConfig, m *metrics, log *zap.
 	}
 	a.unverified = newSlots(maxUnverifiedCalls, refusedMaxUnverified, errUnverifiedOverloaded)
 	a.appUsers = newSlots(int64(g.MaxConcurrentCalls), refusedMaxAppUsers, errAppUsersOverloaded)
-	a.perUser = perUser{m: map[string]int{}, limit: maxCallsPerAppUser}
+	a.perUser = perUser{m: map[string]int{}}
 	m.registry.MustRegister(a.refusedTotal,
 		inFlight("caller", a.pools[0][0]), inFlight("caller_stream", a.pools[0][1]),
 		inFlight("anonymous", a.pools[1][0]), inFlight("anonymous_stream", a.pools[1][1]),
@@ -361,7 +361,7 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 		sl.release()
 		return nil, a.refuse(ctx, refusedMaxUnverified, errIssuerBusy)
 	}
-	if userKey != "" && !a.perUser.take(userKey) {
+	if userKey != "" && !a.perUser.take(userKey, ci.caller.oidc.maxCallsPerUser) {
 		sl.release()
 		return nil, a.refuse(ctx, refusedMaxPerAppUser, errPerAppUser)
 	}
@@ -415,17 +415,17 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 }
 
 // perUser counts the calls in flight of each app user, by caller and user
-// id, against a limit. Only users with calls in flight have an entry.
+// id. Only users with calls in flight have an entry.
 type perUser struct {
-	mu    sync.Mutex
-	m     map[string]int
-	limit int
+	mu sync.Mutex
+	m  map[string]int
 }
 
-func (u *perUser) take(key string) bool {
+// take counts a call of the user key, unless it has limit in flight.
+func (u *perUser) take(key string, limit int) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.m[key] >= u.limit {
+	if u.m[key] >= limit {
 		return false
 	}
 	u.m[key]++
