@@ -62,7 +62,7 @@ type oidcCaller struct {
 	// maxCallsPerUser bounds each user's calls in flight (tap.go).
 	maxCallsPerUser int
 	issuer          *issuer // bound by the reloader
-	verifier  *oidc.IDTokenVerifier
+	verifier        *oidc.IDTokenVerifier
 }
 
 // requiredClaim is a claim the token must carry with a value: a JSON
