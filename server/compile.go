@@ -252,10 +252,11 @@ func (c *checker) caller(field string, cc *CallerConfig, p *policy, declared map
 		}
 	}
 	if cc.UserIDPattern != "" {
-		cl.userIDPattern = c.userIDPattern(field+".user_id_pattern", cc.UserIDPattern)
+		cl.userIDPattern = c.anchoredPattern(field+".user_id_pattern", "user id", cc.UserIDPattern)
 	}
 	cl.rate = c.rate(field+".rate", cc.Rate)
 	cl.userRate = c.userRate(field+".rate_per_user", cc.RatePerUser)
+	cl.pmk = c.privateMapKey(field+".private_map_key", cc.PrivateMapKey, cl, p)
 	if len(c.problems) > before {
 		return nil
 	}

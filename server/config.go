@@ -149,6 +149,26 @@ type CallerConfig struct {
 	// bearer tokens are their ID tokens, and a call's user id is the
 	// token's. Such a caller has no token_sha256 or client_cert_names.
 	OIDC *OIDCConfig `yaml:"oidc"`
+	// PrivateMapKey narrows what the caller's PrivateMapKeys may grant.
+	PrivateMapKey *PrivateMapKeyConfig `yaml:"private_map_key"`
+}
+
+// PrivateMapKeyConfig is what a caller's PrivateMapKeys may grant (pmk.go).
+// Each field is optional; left out, it allows everything.
+type PrivateMapKeyConfig struct {
+	// Privileges are the bits it may grant, by name: create_room,
+	// enter_room, send_audio, receive_audio, send_video, receive_video,
+	// send_substream, receive_substream.
+	Privileges []string `yaml:"privileges"`
+	// RoomIDs are numeric rooms: "5000" or ranges "1000-1999".
+	RoomIDs []string `yaml:"room_ids"`
+	// RoomStrPattern is an RE2 pattern the string room must match whole.
+	// A caller with only one of RoomIDs and RoomStrPattern may only use
+	// that kind of room.
+	RoomStrPattern string `yaml:"room_str_pattern"`
+	// MaxTTL caps its PrivateMapKeys' lifetime, below the caller's and
+	// the apps' max_ttl.
+	MaxTTL Duration `yaml:"max_ttl"`
 }
 
 // OIDCConfig is the OpenID Connect issuer an OIDC caller's ID tokens come
@@ -279,6 +299,7 @@ var yamlTypeNames = strings.NewReplacer(
 	"server.RateConfig", "a caller's rate",
 	"server.UserRateConfig", "a caller's rate_per_user",
 	"server.OIDCConfig", "a caller's oidc",
+	"server.PrivateMapKeyConfig", "a caller's private_map_key",
 )
 
 var yamlUnknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (.+)$`)
@@ -348,6 +369,11 @@ func (cfg *Config) clone() *Config {
 			o := *cc.OIDC
 			o.RequiredClaims = maps.Clone(o.RequiredClaims)
 			cc.OIDC = &o
+		}
+		if cc.PrivateMapKey != nil {
+			pm := *cc.PrivateMapKey
+			pm.Privileges, pm.RoomIDs = slices.Clone(pm.Privileges), slices.Clone(pm.RoomIDs)
+			cc.PrivateMapKey = &pm
 		}
 	}
 	return &out

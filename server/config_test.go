@@ -218,6 +218,43 @@ callers:
 			`callers[4].oidc: issuer and audience are also caller "first"'s`,
 			"callers[5].oidc.max_calls_per_user: must be 1 to 1024",
 		}},
+		{"private_map_key policies", map[string]string{"key": key}, minimalApps + `
+callers:
+  - name: live
+    token_sha256: ` + tokenHash(tokWeb) + `
+    apps: [1400000000]
+    methods: [GeneratePrivateMapKey]
+    max_ttl: 1h
+    private_map_key:
+      privileges: [enter_room, fly]
+      room_ids: ["1000-1999", 5000, "2000-1000", "0", "1-4294967296", "x"]
+      room_str_pattern: 'live_(['
+      max_ttl: 2h
+  - name: empty
+    token_sha256: ` + tokenHash(tokOps) + `
+    apps: [1400000000]
+    methods: [GenerateUserSig]
+    private_map_key: {privileges: [], room_ids: []}
+`, []string{
+			`callers[0].private_map_key.privileges[1]: "fly" is not create_room, enter_room, send_audio, receive_audio, send_video, receive_video, send_substream or receive_substream`,
+			`callers[0].private_map_key.room_ids[2]: "2000-1000" is neither a room id nor a range`,
+			`callers[0].private_map_key.room_ids[3]: "0" is neither`,
+			`callers[0].private_map_key.room_ids[4]: "1-4294967296" is neither`,
+			`callers[0].private_map_key.room_ids[5]: "x" is neither`,
+			"callers[0].private_map_key.room_str_pattern: error parsing regexp",
+			"callers[0].private_map_key.max_ttl: 2h is above the caller's max_ttl 1h",
+			"callers[1].private_map_key: the caller may not call GeneratePrivateMapKey",
+			"callers[1].private_map_key.privileges: must list at least one privilege; leave it out to allow all",
+			"callers[1].private_map_key.room_ids: must list at least one room id or range; leave it out to allow all",
+		}},
+		{"private_map_key max_ttl above an app's", map[string]string{"key": key}, minimalApps + `
+callers:
+  - name: live
+    token_sha256: ` + tokenHash(tokWeb) + `
+    apps: ["*"]
+    methods: [GeneratePrivateMapKey]
+    private_map_key: {max_ttl: 9000h}
+`, []string{"callers[0].private_map_key.max_ttl: 9000h is above app 1400000000's max_ttl 4320h"}},
 		{"http_api without listen", map[string]string{"key": key}, "http_api: {cors: {allowed_origins: []}}\n" + minimalApps + minimalCaller,
 			[]string{"http_api.listen: is required", "http_api.cors.allowed_origins: must list at least one origin"}},
 		{"http_api origins", map[string]string{"key": key}, "http_api:\n  listen: 127.0.0.1:0\n  cors: {allowed_origins: [\"https://app.example.com\", \"https://*.example.com\", \"https://app.example.com/\", \"*\", \"app.example.com\", \"HTTPS://APP.example.com\"]}\n" + minimalApps + minimalCaller,

@@ -39,6 +39,7 @@ const (
 	authMethod            = "method_denied"
 	authApp               = "app_denied"
 	authUserID            = "user_id_denied"
+	authPrivateMapKey     = "private_map_key_denied" // privileges or room outside the caller's private_map_key
 	// ID tokens (oidc.go).
 	authIDTokenMalformed   = "id_token_malformed"
 	authIDTokenAlgorithm   = "id_token_algorithm"

@@ -76,7 +76,7 @@ func newMetrics(version string) *metrics {
 		}, []string{"sdk_app_id", "status"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_auth_failures_total",
-			Help: "Calls refused for who made them, by reason: no_token, not_bearer, unknown_token, unknown_cert, cert_token_mismatch, method_denied, app_denied, user_id_denied; for ID tokens id_token_malformed, id_token_algorithm, id_token_signature, id_token_unknown_key, id_token_issuer, id_token_expired, id_token_not_yet_valid, id_token_claims, id_token_user_id, issuer_unavailable.",
+			Help: "Calls refused for who made them, by reason: no_token, not_bearer, unknown_token, unknown_cert, cert_token_mismatch, method_denied, app_denied, user_id_denied, private_map_key_denied; for ID tokens id_token_malformed, id_token_algorithm, id_token_signature, id_token_unknown_key, id_token_issuer, id_token_expired, id_token_not_yet_valid, id_token_claims, id_token_user_id, issuer_unavailable.",
 		}, []string{"reason"}),
 		rateLimits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "usersig_rate_limited_total",

@@ -55,6 +55,7 @@ type caller struct {
 	rate          *callerRate // nil when the caller has no rate (ratelimit.go)
 	userRate      *userRate   // nil when the caller has no rate_per_user (ratelimit.go)
 	oidc          *oidcCaller // nil but for an OIDC caller (oidc.go)
+	pmk           *pmkPolicy  // nil without a private_map_key section (pmk.go)
 	// issued records the tickets it mints, by app and kind.
 	issued map[uint64]*[numKinds]issuance
 }

@@ -40,7 +40,7 @@ func (h *service) GenerateUserSig(ctx context.Context, req *usersigv1.GenerateUs
 	if err != nil {
 		return nil, err
 	}
-	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), userID, req.GetTtl())
+	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), userID, req.GetTtl(), kindUserSig)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 	if err != nil {
 		return nil, err
 	}
-	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), userID, req.GetTtl())
+	a, ttl, err := h.checkMint(ci, req.GetSdkAppId(), userID, req.GetTtl(), kindPrivateMapKey)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +120,11 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 	privileges := req.GetPrivilegeMap()
 	if err := signer.ValidatePrivilegeMap(privileges); err != nil {
 		return nil, h.fromSigner(err)
+	}
+	// The request is well formed: now what the caller may grant.
+	if err := ci.caller.pmk.check(ci.caller.name, room, privileges); err != nil {
+		h.metrics.authFailure(authPrivateMapKey)
+		return nil, err
 	}
 	if err := h.spendUserRate(ci, userID); err != nil {
 		return nil, err
@@ -154,8 +159,8 @@ func (h *service) userFor(ci *callInfo, requested string) (string, error) {
 }
 
 // checkMint checks what both minting methods take: the app, the user id
-// and the lifetime.
-func (h *service) checkMint(ci *callInfo, appID uint64, userID string, ttl *durationpb.Duration) (*app, time.Duration, error) {
+// and the lifetime of a ticket of kind.
+func (h *service) checkMint(ci *callInfo, appID uint64, userID string, ttl *durationpb.Duration, kind ticketKind) (*app, time.Duration, error) {
 	a, err := h.appFor(ci, appID)
 	if err != nil {
 		return nil, 0, err
@@ -163,7 +168,7 @@ func (h *service) checkMint(ci *callInfo, appID uint64, userID string, ttl *dura
 	if err := h.checkUserID(ci, userID); err != nil {
 		return nil, 0, err
 	}
-	d, err := ttlFor(ci.caller, a, ttl)
+	d, err := ttlFor(ci.caller, a, ttl, kind)
 	return a, d, err
 }
 
@@ -221,13 +226,20 @@ func (h *service) spendUserRate(ci *callInfo, userID string) error {
 }
 
 // ttlFor is the lifetime a minting call asks for: whole seconds, at most
-// the app's and the caller's max_ttl. Omitted, it is the app's
-// default_ttl, or the caller's max_ttl where that is lower.
-func ttlFor(c *caller, a *app, d *durationpb.Duration) (time.Duration, error) {
+// the app's and the caller's max_ttl, and for a PrivateMapKey its
+// private_map_key.max_ttl. Omitted, it is the lowest of the app's
+// default_ttl and those caps.
+func ttlFor(c *caller, a *app, d *durationpb.Duration, kind ticketKind) (time.Duration, error) {
+	var pmkMax time.Duration
+	if kind == kindPrivateMapKey && c.pmk != nil {
+		pmkMax = c.pmk.maxTTL
+	}
 	if d == nil {
 		ttl := a.defaultTTL
-		if c.maxTTL > 0 && c.maxTTL < ttl {
-			ttl = c.maxTTL
+		for _, limit := range []time.Duration{c.maxTTL, pmkMax} {
+			if limit > 0 && limit < ttl {
+				ttl = limit
+			}
 		}
 		return ttl, nil
 	}
@@ -242,6 +254,8 @@ func ttlFor(c *caller, a *app, d *durationpb.Duration) (time.Duration, error) {
 		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most the app's max_ttl %s", human(a.maxTTL)))
 	case c.maxTTL > 0 && d.GetSeconds() > int64(c.maxTTL/time.Second):
 		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most this caller's max_ttl %s", human(c.maxTTL)))
+	case pmkMax > 0 && d.GetSeconds() > int64(pmkMax/time.Second):
+		return 0, invalidArgument("ttl", fmt.Sprintf("must be at most this caller's private_map_key.max_ttl %s", human(pmkMax)))
 	}
 	return d.AsDuration(), nil
 }

@@ -109,21 +109,22 @@ func (c *checker) tlsFile(field, path string, secret bool) {
 	}
 }
 
-// userIDPattern compiles a caller's user_id_pattern so that it must match
-// the whole user id. The pattern is compiled on its own first: wrapped in
+// anchoredPattern compiles a caller's user_id_pattern (or its
+// private_map_key.room_str_pattern) so that it must match the whole user
+// id (or room string). The pattern is compiled on its own first: wrapped in
 // ^(?: and )$ at once, an unbalanced ")" in it would close the wrapper's
 // group and let the rest match anywhere (u_[0-9]+)|(x matches u_1zzz).
 // A pattern that compiles on its own is one group, so wrapping it anchors
 // all of it; only an unterminated \Q then swallows the wrapper's end,
 // which fails to compile.
-func (c *checker) userIDPattern(field, pattern string) *regexp.Regexp {
+func (c *checker) anchoredPattern(field, what, pattern string) *regexp.Regexp {
 	if _, err := regexp.Compile(pattern); err != nil {
 		c.addf(field, "%s", oneLine(err.Error()))
 		return nil
 	}
 	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
 	if err != nil {
-		c.addf(field, "cannot be anchored to the whole user id (end a \\Q quote with \\E): %s", oneLine(err.Error()))
+		c.addf(field, "cannot be anchored to the whole %s (end a \\Q quote with \\E): %s", what, oneLine(err.Error()))
 		return nil
 	}
 	return re
