@@ -33,3 +33,21 @@ install_tools() {
     done
   done
 }
+
+# redis-server, for the shared rate limit tests and the benchmark: Debian's
+# package (root, apt-get), pinned by its upstream version.
+REDIS_VERSION=7.0.15
+install_redis() {
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    echo "installing Debian's redis-server" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
+      { apt-get update >/dev/null && apt-get install -y --no-install-recommends redis-server >/dev/null; } || return 1
+  fi
+  local got
+  got=$(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')
+  if [ "$got" != "$REDIS_VERSION" ]; then
+    echo "redis-server is $got; the tests are pinned to $REDIS_VERSION" >&2
+    return 1
+  fi
+}

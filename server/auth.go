@@ -80,9 +80,8 @@ func (h *service) authenticate(ctx context.Context) (context.Context, error) {
 		ci.policy, ci.caller, ci.userID, ci.unverified = p, id.caller, id.userID, false
 		c = id.caller
 	}
-	if retry, ok := c.rate.allow(); !ok {
-		h.metrics.rateLimited(c.name)
-		return nil, errRateLimited(c.name, retry)
+	if err := h.spendCallerRate(ctx, c); err != nil {
+		return nil, err
 	}
 	method, _ := grpc.Method(ctx)
 	if c.methods&methodByFull[method].bit == 0 {

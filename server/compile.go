@@ -26,6 +26,7 @@ func compile(cfg *Config, d *inputDigest) (*Loaded, error) {
 	cfg = cfg.clone()
 	c := checker{digest: d}
 	c.settings(cfg)
+	shared := c.rateLimits(&cfg.RateLimits)
 
 	p := &policy{apps: map[uint64]*app{}}
 	// Apps named in the config, valid or not: callers that name an app
@@ -95,7 +96,7 @@ func compile(cfg *Config, d *inputDigest) (*Loaded, error) {
 		return nil, &ConfigError{Problems: c.problems}
 	}
 	p.inputs = c.digest.sum()
-	return &Loaded{Config: cfg, Warnings: c.warnings, policy: p}, nil
+	return &Loaded{Config: cfg, Warnings: c.warnings, policy: p, shared: shared}, nil
 }
 
 func (c *checker) app(field string, ac *AppConfig) *app {

@@ -28,8 +28,11 @@ type Config struct {
 	Shutdown ShutdownConfig `yaml:"shutdown"`
 	Log      LogConfig      `yaml:"log"`
 	Reload   ReloadConfig   `yaml:"reload"`
-	Apps     []AppConfig    `yaml:"apps"`
-	Callers  []CallerConfig `yaml:"callers"`
+	// RateLimits is where rates are kept: this process (default) or a
+	// Redis the replicas share (sharedrate.go). It applies at start.
+	RateLimits RateLimitsConfig `yaml:"rate_limits"`
+	Apps       []AppConfig      `yaml:"apps"`
+	Callers    []CallerConfig   `yaml:"callers"`
 }
 
 // GRPCConfig is the gRPC listener.
@@ -249,6 +252,7 @@ type Loaded struct {
 	Hash     string   // SHA-256 of the config file, first 12 hex digits
 	Warnings []string // problems that do not stop the server
 	policy   *policy
+	shared   *sharedRateSettings // nil unless rate_limits.backend is redis
 }
 
 // LoadConfig reads, validates and compiles the config file at path,
@@ -300,6 +304,9 @@ var yamlTypeNames = strings.NewReplacer(
 	"server.UserRateConfig", "a caller's rate_per_user",
 	"server.OIDCConfig", "a caller's oidc",
 	"server.PrivateMapKeyConfig", "a caller's private_map_key",
+	"server.RateLimitsConfig", "rate_limits",
+	"server.RedisConfig", "rate_limits.redis",
+	"server.RedisTLSConfig", "rate_limits.redis.tls",
 )
 
 var yamlUnknownField = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (.+)$`)
@@ -348,6 +355,14 @@ func (cfg *Config) clone() *Config {
 			c.CORS = &CORSConfig{AllowedOrigins: slices.Clone(a.CORS.AllowedOrigins)}
 		}
 		out.HTTPAPI = &c
+	}
+	if r := cfg.RateLimits.Redis; r != nil {
+		rc := *r
+		if r.TLS != nil {
+			t := *r.TLS
+			rc.TLS = &t
+		}
+		out.RateLimits.Redis = &rc
 	}
 	out.Apps = slices.Clone(cfg.Apps)
 	for i := range out.Apps {

@@ -255,6 +255,25 @@ callers:
     methods: [GeneratePrivateMapKey]
     private_map_key: {max_ttl: 9000h}
 `, []string{"callers[0].private_map_key.max_ttl: 9000h is above app 1400000000's max_ttl 4320h"}},
+		{"rate_limits", map[string]string{"key": key, "redis-password": "pw"}, `
+rate_limits:
+  backend: redis
+  on_backend_error: crash
+  redis:
+    addr: localhost
+    password_file: "{{dir}}/redis-password"
+    password_env: REDIS_PW
+    timeout: 10s
+` + minimalApps + minimalCaller, []string{
+			`rate_limits.on_backend_error: "crash" is not local or deny`,
+			"rate_limits.redis.addr: must be host:port",
+			"rate_limits.redis: set password_file or password_env, not both",
+			"rate_limits.redis.timeout: must be above 0s and at most 5s",
+		}},
+		{"rate_limits backends", map[string]string{"key": key}, "rate_limits: {backend: memcached}\n" + minimalApps + minimalCaller,
+			[]string{`rate_limits.backend: "memcached" is not local or redis`}},
+		{"rate_limits redis without its section", map[string]string{"key": key}, "rate_limits: {backend: redis}\n" + minimalApps + minimalCaller,
+			[]string{"rate_limits.redis: is required with backend: redis"}},
 		{"http_api without listen", map[string]string{"key": key}, "http_api: {cors: {allowed_origins: []}}\n" + minimalApps + minimalCaller,
 			[]string{"http_api.listen: is required", "http_api.cors.allowed_origins: must list at least one origin"}},
 		{"http_api origins", map[string]string{"key": key}, "http_api:\n  listen: 127.0.0.1:0\n  cors: {allowed_origins: [\"https://app.example.com\", \"https://*.example.com\", \"https://app.example.com/\", \"*\", \"app.example.com\", \"HTTPS://APP.example.com\"]}\n" + minimalApps + minimalCaller,

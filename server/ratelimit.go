@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -93,6 +94,33 @@ func (r *callerRate) allow() (retry time.Duration, ok bool) {
 		return d, false
 	}
 	return 0, true
+}
+
+// spendCallerRate spends one call of the caller's rate: in Redis when the
+// rates are shared (falling back to this process's bucket, or refusing
+// UNAVAILABLE, when Redis fails), else in this process's bucket.
+func (h *service) spendCallerRate(ctx context.Context, c *caller) error {
+	r := c.rate
+	if r == nil {
+		return nil
+	}
+	if h.shared != nil {
+		retry, ok, err := h.shared.allow(ctx, "rate:"+c.name, r.perSecond, r.burst)
+		switch {
+		case err == nil && ok:
+			return nil
+		case err == nil:
+			h.metrics.rateLimited(c.name)
+			return errRateLimited(c.name, retry)
+		case h.shared.deny:
+			return errRateBackend
+		}
+	}
+	if retry, ok := r.allow(); !ok {
+		h.metrics.rateLimited(c.name)
+		return errRateLimited(c.name, retry)
+	}
+	return nil
 }
 
 // errRateLimited is RESOURCE_EXHAUSTED with a google.rpc.RetryInfo saying

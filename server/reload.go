@@ -147,12 +147,34 @@ func staticChanges(old, new *Config) []string {
 		{"http_api", old.HTTPAPI, new.HTTPAPI},
 		{"shutdown", [2]time.Duration{old.Shutdown.Delay.d, old.Shutdown.Timeout.d}, [2]time.Duration{new.Shutdown.Delay.d, new.Shutdown.Timeout.d}},
 		{"reload", old.Reload.Interval.d, new.Reload.Interval.d},
+		{"rate_limits", old.RateLimits.settings(), new.RateLimits.settings()},
 	} {
 		if !reflect.DeepEqual(c.old, c.new) {
 			out = append(out, c.name)
 		}
 	}
 	return out
+}
+
+// settings is the rate_limits section as it takes effect: defaults
+// written out or not, durations by value.
+func (r RateLimitsConfig) settings() RateLimitsConfig {
+	if r.Backend == "" {
+		r.Backend = "local"
+	}
+	if r.OnBackendError == "" {
+		r.OnBackendError = "local"
+	}
+	if r.Redis != nil {
+		rc := *r.Redis
+		rc.Timeout = Duration{d: rc.Timeout.d}
+		if rc.TLS != nil {
+			t := *rc.TLS
+			rc.TLS = &t
+		}
+		r.Redis = &rc
+	}
+	return r
 }
 
 // settings is the gRPC section as it takes effect: durations by value.

@@ -356,6 +356,8 @@ func TestStaticSettingsWarning(t *testing.T) {
 		{"max_call_duration 5s written out", strings.Replace(noWatch, "listen: 127.0.0.1:0\nhttp:", "listen: 127.0.0.1:0\n  max_call_duration: 5000ms\nhttp:", 1), false},
 		{"http_api added", noWatch + "http_api: {listen: 127.0.0.1:0}\n", true},
 		{"max_call_duration changed", strings.Replace(noWatch, "listen: 127.0.0.1:0\nhttp:", "listen: 127.0.0.1:0\n  max_call_duration: 7s\nhttp:", 1), true},
+		{"rate_limits local written out", noWatch + "rate_limits: {backend: local, on_backend_error: local}\n", false},
+		{"rate_limits to redis", noWatch + "rate_limits: {backend: redis, redis: {addr: 127.0.0.1:1}}\n", true},
 	} {
 		before := warnings()
 		ts.writeConfig(tc.config)

@@ -122,6 +122,9 @@ func New(l *Loaded, opts Options) (*Server, error) {
 		clock = time.Now
 	}
 	s.svc = &service{policy: &s.policy, clock: clock, metrics: s.metrics, log: s.log}
+	if l.shared != nil {
+		s.svc.shared = newSharedRates(l.shared, s.metrics, s.log.Named("ratelimit"))
+	}
 	s.admission = newAdmission(&s.policy, l.Config.GRPC, s.metrics, s.log.Named("grpc"))
 	s.reloader = &reloader{path: opts.ConfigPath, policy: &s.policy, start: l.Config, metrics: s.metrics,
 		log: s.log.Named("config"), audit: s.log.Named("audit"), logLevel: opts.LogLevel,
@@ -406,6 +409,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	defer s.reloader.issuers.close()
+	if sh := s.svc.shared; sh != nil {
+		defer sh.close()
+		// Once, for the log: Redis down at start stops nothing.
+		go func() {
+			if err := sh.ping(watchCtx); err != nil {
+				sh.log.Warn("the shared rate limiter (Redis) does not answer at start; rated calls use this process's own buckets (or are refused, with on_backend_error: deny) until it does",
+					zap.String("error", err.Error()))
+			} else {
+				sh.log.Info("rates are shared through Redis", zap.String("addr", sh.client.Options().Addr))
+			}
+		}()
+	}
 	if s.opts.ConfigPath != "" && s.cfg.Reload.Interval.d > 0 {
 		go s.reloader.watch(watchCtx, s.cfg.Reload.Interval.d)
 	}

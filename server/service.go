@@ -32,6 +32,7 @@ type service struct {
 	clock   func() time.Time
 	metrics *metrics
 	log     *zap.Logger
+	shared  *sharedRates // nil: rates are this process's (sharedrate.go)
 }
 
 func (h *service) GenerateUserSig(ctx context.Context, req *usersigv1.GenerateUserSigRequest) (*usersigv1.GenerateUserSigResponse, error) {
@@ -44,7 +45,7 @@ func (h *service) GenerateUserSig(ctx context.Context, req *usersigv1.GenerateUs
 	if err != nil {
 		return nil, err
 	}
-	if err := h.spendUserRate(ci, userID); err != nil {
+	if err := h.spendUserRate(ctx, ci, userID); err != nil {
 		return nil, err
 	}
 	is, err := a.keys[0].UserSig(a.id, userID, ttl, h.clock())
@@ -82,7 +83,7 @@ func (h *service) VerifyUserSig(ctx context.Context, req *usersigv1.VerifyUserSi
 	if err := h.checkUserID(ci, userID); err != nil {
 		return nil, err
 	}
-	if err := h.spendUserRate(ci, userID); err != nil {
+	if err := h.spendUserRate(ctx, ci, userID); err != nil {
 		return nil, err
 	}
 	r := signer.Verify(req.GetUserSig(), a.id, userID, a.keys, h.clock())
@@ -126,7 +127,7 @@ func (h *service) GeneratePrivateMapKey(ctx context.Context, req *usersigv1.Gene
 		h.metrics.authFailure(authPrivateMapKey)
 		return nil, err
 	}
-	if err := h.spendUserRate(ci, userID); err != nil {
+	if err := h.spendUserRate(ctx, ci, userID); err != nil {
 		return nil, err
 	}
 	is, err := a.keys[0].PrivateMapKey(a.id, userID, ttl, room, uint32(privileges), h.clock())
@@ -213,7 +214,21 @@ func (h *service) checkUserID(ci *callInfo, userID string) error {
 // caller's rate_per_user (ratelimit.go). Handlers call it last, after
 // every check of the caller, the app and the request, so that a refused
 // call spends no user's budget, and before any signing work.
-func (h *service) spendUserRate(ci *callInfo, userID string) error {
+func (h *service) spendUserRate(ctx context.Context, ci *callInfo, userID string) error {
+	c := ci.caller
+	if u := c.userRate; u != nil && h.shared != nil {
+		retry, ok, err := h.shared.allow(ctx, "user:"+c.name+":"+userID, u.perSecond, u.burst)
+		switch {
+		case err == nil && ok:
+			return nil
+		case err == nil:
+			h.metrics.userRateLimited(c.name)
+			return errUserRateLimited(c.name, retry)
+		case h.shared.deny:
+			return errRateBackend
+		}
+		// Redis failed: this process's buckets decide (on_backend_error: local).
+	}
 	retry, evicted, ok := ci.caller.userRate.allow(userID)
 	if evicted {
 		h.metrics.userEvicted(ci.caller.name)
