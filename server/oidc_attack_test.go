@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/usersig/usersig/bench/silent"
 	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
 )
 
@@ -129,34 +130,7 @@ func TestOIDCAttackOneAppUser(t *testing.T) {
 // short wait, at most 64 of them waiting, and another issuer's users are
 // served meanwhile.
 func TestOIDCAttackIssuerNeverAnswers(t *testing.T) {
-	hole, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu   sync.Mutex
-		held []net.Conn
-	)
-	go func() {
-		for {
-			c, err := hole.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		hole.Close()
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	holeURL := "http://" + hole.Addr().String()
+	holeURL := "http://" + silent.Listen(t)
 	good := newTestIssuer(t)
 	es := good.newKey("es1", jose.ES256)
 	good.publish(es)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/usersig/usersig/bench/silent"
 	usersigv1 "github.com/usersig/usersig/gen/usersig/v1"
 )
 
@@ -356,35 +357,8 @@ func httpGetBody(url string) (string, error) {
 // answers costs a call at most the timeout (200ms here), then the local
 // buckets decide.
 func TestRedisSilent(t *testing.T) {
-	hole, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu   sync.Mutex
-		held []net.Conn
-	)
-	go func() {
-		for {
-			c, err := hole.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		hole.Close()
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-	})
 	dir := t.TempDir()
-	p := start(t, "--config", writeConfig(t, dir, redisConfig(dir, &redisServer{addr: hole.Addr().String()}, "")))
+	p := start(t, "--config", writeConfig(t, dir, redisConfig(dir, &redisServer{addr: silent.Listen(t)}, "")))
 	c := client(t, p.grpcAddr)
 	for i := range 5 {
 		start := time.Now()
