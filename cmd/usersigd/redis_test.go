@@ -27,6 +27,7 @@ type redisServer struct {
 	bin      string
 	addr     string
 	password string
+	tlsDir   string // serve TLS only, with tls.crt and tls.key from there
 	cmd      *exec.Cmd
 	done     chan struct{}
 }
@@ -34,6 +35,13 @@ type redisServer struct {
 // startRedis runs Debian's redis-server (.ci/run installs it). Without it
 // the test fails in CI and is skipped elsewhere, saying how to install it.
 func startRedis(t *testing.T, password string) *redisServer {
+	t.Helper()
+	return startRedisTLS(t, password, "")
+}
+
+// startRedisTLS is startRedis serving TLS only, with dir's tls.crt and
+// tls.key, when dir is not empty.
+func startRedisTLS(t *testing.T, password, dir string) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -48,7 +56,7 @@ func startRedis(t *testing.T, password string) *redisServer {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	r := &redisServer{t: t, bin: bin, addr: addr, password: password}
+	r := &redisServer{t: t, bin: bin, addr: addr, password: password, tlsDir: dir}
 	r.start()
 	t.Cleanup(r.kill)
 	return r
@@ -58,6 +66,10 @@ func (r *redisServer) start() {
 	r.t.Helper()
 	_, port, _ := net.SplitHostPort(r.addr)
 	args := []string{"--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", r.t.TempDir()}
+	if d := r.tlsDir; d != "" {
+		args = append(args, "--port", "0", "--tls-port", port, "--tls-auth-clients", "no",
+			"--tls-cert-file", filepath.Join(d, "tls.crt"), "--tls-key-file", filepath.Join(d, "tls.key"), "--tls-ca-cert-file", filepath.Join(d, "tls.crt"))
+	}
 	if r.password != "" {
 		args = append(args, "--requirepass", r.password)
 	}
@@ -368,6 +380,39 @@ func TestRedisSilent(t *testing.T) {
 		}
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("call %d took %v with a 200ms Redis timeout", i, d)
+		}
+	}
+}
+
+// TestRedisTLS: Redis over TLS, its certificate checked against
+// tls.ca_file, with a password: the budget is shared as over plain TCP.
+func TestRedisTLS(t *testing.T) {
+	dir := t.TempDir()
+	writeSelfSigned(t, dir) // for localhost
+	r := startRedisTLS(t, "tls-redis-password-0b9e", dir)
+	os.WriteFile(filepath.Join(dir, "redis-password"), []byte("tls-redis-password-0b9e\n"), 0o600)
+	_, port, _ := net.SplitHostPort(r.addr)
+	cfg := strings.Replace(redisConfig(dir, r, ""), "    addr: "+r.addr+"\n", "    addr: localhost:"+port+"\n    password_file: "+
+		filepath.Join(dir, "redis-password")+"\n    tls: {ca_file: "+filepath.Join(dir, "tls.crt")+"}\n", 1)
+	a, b := start(t, "--config", writeConfig(t, dir, cfg)), start(t, "--config", writeConfig(t, dir, cfg))
+	clients := []usersigv1.UserSigServiceClient{client(t, a.grpcAddr), client(t, b.grpcAddr)}
+	ok := 0
+	for i := range 20 {
+		_, err := clients[i%2].GenerateUserSig(bearer(token), &usersigv1.GenerateUserSigRequest{UserId: "u1"})
+		switch status.Code(err) {
+		case codes.OK:
+			ok++
+		case codes.ResourceExhausted:
+		default:
+			t.Fatalf("call %d over TLS: %v", i, err)
+		}
+	}
+	if ok < 10 || ok > 11 {
+		t.Errorf("two replicas granted %d of 20 calls under one burst of 10 over TLS", ok)
+	}
+	for _, p := range []*proc{a, b} {
+		if strings.Contains(p.logs(), `"level":"warn"`) {
+			t.Errorf("a warning with Redis up over TLS:\n%s", p.logs())
 		}
 	}
 }
