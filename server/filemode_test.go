@@ -62,6 +62,12 @@ func TestFileModesAtStart(t *testing.T) {
 				"config {{dir}}/config.yaml: grpc.tls.key_file: {{dir}}/tls.key is readable by others (mode 0644); run chmod o-rwx on it",
 				"config {{dir}}/config.yaml: grpc.tls.client_ca_file: {{dir}}/ca.crt is writable by its group or others (mode 0666); run chmod go-w on it",
 			}},
+		{name: "Redis password and CA files", config: "rate_limits:\n  backend: redis\n  redis: {addr: \"127.0.0.1:6379\", password_file: \"{{dir}}/redis-password\", tls: {ca_file: \"{{dir}}/redis-ca.crt\"}}\n",
+			files: map[string]string{"key": key, "redis-password:0644": "pw", "redis-ca.crt:0666": "x"},
+			want: []string{
+				"config {{dir}}/config.yaml: rate_limits.redis.password_file: {{dir}}/redis-password is readable by others (mode 0644); run chmod o-rwx on it",
+				"config {{dir}}/config.yaml: rate_limits.redis.tls.ca_file: {{dir}}/redis-ca.crt is writable by its group or others (mode 0666); run chmod go-w on it",
+			}},
 		{name: "TLS CA owned by another user", config: tlsConfig, files: map[string]string{"key": key, "tls.crt:0644": "x", "tls.key:0600": "x", "ca.crt:0644": "x"}, chown: "ca.crt",
 			want: []string{"config {{dir}}/config.yaml: grpc.tls.client_ca_file: {{dir}}/ca.crt is owned by uid 65534, neither root nor the server's user (uid " + strconv.Itoa(euid) + ")"}},
 	} {

@@ -165,7 +165,7 @@ type fileStamp struct {
 	info os.FileInfo // nil when the file could not be read
 }
 
-// stampFiles stamps the config file and every key file it names. A
+// stampFiles stamps the config file and every key file and OIDC ca_file it names. A
 // Kubernetes ConfigMap or Secret update swaps a symlink; Stat follows it,
 // so the stamp changes.
 func stampFiles(configPath string, cfg *Config) []fileStamp {
@@ -175,6 +175,11 @@ func stampFiles(configPath string, cfg *Config) []fileStamp {
 			if k.File != "" {
 				paths = append(paths, k.File)
 			}
+		}
+	}
+	for _, c := range cfg.Callers {
+		if c.OIDC != nil && c.OIDC.CAFile != "" {
+			paths = append(paths, c.OIDC.CAFile)
 		}
 	}
 	out := make([]fileStamp, 0, len(paths))
