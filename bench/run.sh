@@ -13,9 +13,11 @@
 # and writes bench/out/results.json (bench/out/smoke/ in smoke mode). Beside
 # it, the main table also drives bench/bare, a bare grpc-go server that
 # answers UserSigService with constant answers: the reference for what the
-# API costs when the server adds nothing, and GenerateUserSig with an app
+# API costs when the server adds nothing, GenerateUserSig with an app
 # user's ID token (RS256 and ES256) from bench/oidcissuer, an OpenID Connect
-# issuer on loopback. See bench/README.md.
+# issuer on loopback, and GenerateUserSig against a second usersigd whose
+# rate limits are shared through a redis-server on loopback (rate_limits:
+# {backend: redis}). See bench/README.md.
 #
 # Sizes can be overridden from the environment: BENCH_MAIN_N, BENCH_WARMUP_N,
 # BENCH_ROUNDS, BENCH_SWEEP_N, BENCH_SWEEP_C, BENCH_SWEEP_CONNS,
@@ -76,7 +78,7 @@ die() { log "FAILED: $*"; exit 1; }
 START_EPOCH=$(date +%s.%N)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/usersig-bench.XXXXXX")
 mkdir -p "$WORK/bin" "$WORK/raw"
-SERVER_PID='' IDLE_PID='' SAMPLER_PID='' BARE_PID='' ISSUER_PID=''
+SERVER_PID='' IDLE_PID='' SAMPLER_PID='' BARE_PID='' ISSUER_PID='' SERVER2_PID='' REDIS_PID=''
 
 # stop ends a process this script started: TERM, then KILL after 10 s.
 stop() {
@@ -96,6 +98,8 @@ cleanup() {
   stop "$SAMPLER_PID"
   stop "$IDLE_PID"
   stop "$SERVER_PID"
+  stop "$SERVER2_PID"
+  stop "$REDIS_PID"
   stop "$BARE_PID"
   stop "$ISSUER_PID"
   if [[ ${BENCH_KEEP_WORK:-} == 1 ]]; then
@@ -132,6 +136,8 @@ command -v go >/dev/null || die "go is not on PATH"
 # shellcheck source=../.ci/tools.sh
 source "$REPO/.ci/tools.sh"
 install_tools ghz grpcurl vegeta >&2 || die "installing ghz, grpcurl and vegeta"
+# Debian's redis-server, the version the tests are pinned to.
+install_redis >&2 || die "installing redis-server"
 GHZ=$REPO/.bin/ghz
 GRPCURL=$REPO/.bin/grpcurl
 VEGETA=$REPO/.bin/vegeta
@@ -139,6 +145,28 @@ modversion() { tool_version "$@"; }
 
 log "building usersigd and the bench helpers"
 (cd "$REPO" && go build -o "$WORK/bin/" ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare ./bench/oidcissuer) || die "go build"
+# freeport prints a loopback port the kernel picks (for redis-server, which
+# cannot pick its own and say it).
+cat >"$WORK/freeport.go" <<'EOF'
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+)
+
+func main() {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+}
+EOF
+(cd "$WORK" && go build -o bin/freeport freeport.go) || die "go build freeport"
 
 meta date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 meta start_epoch "$START_EPOCH"
@@ -153,6 +181,7 @@ meta grpcurl_version "$(modversion "$GRPCURL")"
 meta grpcurl_path "$GRPCURL"
 meta vegeta_version "$(modversion "$VEGETA")"
 meta vegeta_path "$VEGETA"
+meta redis_version "$(redis-server --version | sed -n 's/.* v=\([0-9.]*\).*/\1/p')"
 meta git_commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 meta git_dirty "$([[ -n $(git -C "$REPO" --no-optional-locks status --porcelain 2>/dev/null) ]] && echo yes || echo no)"
 meta cmd_build "go build -o \$WORK/bin/ ./cmd/usersigd ./bench/idleconns ./bench/report ./bench/bare ./bench/oidcissuer"
@@ -183,7 +212,12 @@ ID_TOKEN_RS256=$(cat "$WORK/idtokens/rs256.token")
 ID_TOKEN_ES256=$(cat "$WORK/idtokens/es256.token")
 meta issuer_url "$ISSUER_URL"
 
-cat >"$WORK/config.yaml" <<EOF
+# write_config FILE [EXTRA] writes usersigd's config, with EXTRA (YAML)
+# after it. The bench caller has a rate and a rate_per_user far above what
+# the machine can reach, so that every call spends from both limiters and
+# none is refused.
+write_config() {
+  cat >"$1" <<EOF
 grpc:
   listen: 127.0.0.1:0
 http:
@@ -203,36 +237,87 @@ callers:
     token_sha256: $(printf %s "$TOKEN" | sha256sum | cut -d' ' -f1)
     apps: [$APP]
     methods: [GenerateUserSig, VerifyUserSig, GeneratePrivateMapKey]
+    rate: {per_second: 1000000, burst: 1000000}
+    rate_per_user: {per_second: 1000000, burst: 1000000}
   # One user's ID token, 50 calls at once: as a backend with a workload
   # identity token calls, not as an app user does (8 in flight by default).
   - name: bench-app-users
     oidc: {issuer: "$ISSUER_URL", audience: usersig-bench, max_calls_per_user: 64}
     apps: [$APP]
     methods: [GenerateUserSig]
+${2-}
 EOF
+}
 
+# start_usersigd CONFIG LOG starts usersigd and waits until it logs that it
+# serves; it sets STARTED_PID, STARTED_GRPC, STARTED_HTTP and STARTED_API.
+start_usersigd() {
+  local config=$1 logfile=$2 line
+  "$WORK/bin/usersigd" --config "$config" 2>"$logfile" &
+  STARTED_PID=$!
+  STARTED_GRPC='' STARTED_HTTP='' STARTED_API=''
+  for _ in $(seq 100); do
+    kill -0 "$STARTED_PID" 2>/dev/null || { cat "$logfile" >&2; die "usersigd exited at start"; }
+    line=$(grep -m1 '"msg":"serving"' "$logfile" || true)
+    if [[ -n $line ]]; then
+      STARTED_GRPC=$(sed -n 's/.*"grpc":"\([^"]*\)".*/\1/p' <<<"$line")
+      STARTED_HTTP=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' <<<"$line")
+      STARTED_API=$(sed -n 's/.*"http_api":"\([^"]*\)".*/\1/p' <<<"$line")
+      break
+    fi
+    sleep 0.1
+  done
+  [[ -n $STARTED_GRPC && -n $STARTED_HTTP && -n $STARTED_API ]] ||
+    { cat "$logfile" >&2; die "usersigd did not say it was serving gRPC, HTTP and the HTTP API within 10 s"; }
+}
+
+write_config "$WORK/config.yaml"
 log "starting usersigd (log: JSON lines to $WORK/server.log)"
-"$WORK/bin/usersigd" --config "$WORK/config.yaml" 2>"$WORK/server.log" &
-SERVER_PID=$!
+start_usersigd "$WORK/config.yaml" "$WORK/server.log"
+SERVER_PID=$STARTED_PID GRPC_ADDR=$STARTED_GRPC HTTP_ADDR=$STARTED_HTTP API_ADDR=$STARTED_API
 meta cmd_server "usersigd --config \$WORK/config.yaml 2>\$WORK/server.log"
-GRPC_ADDR='' HTTP_ADDR='' API_ADDR=''
-for _ in $(seq 100); do
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "usersigd exited at start"; }
-  line=$(grep -m1 '"msg":"serving"' "$WORK/server.log" || true)
-  if [[ -n $line ]]; then
-    GRPC_ADDR=$(sed -n 's/.*"grpc":"\([^"]*\)".*/\1/p' <<<"$line")
-    HTTP_ADDR=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' <<<"$line")
-    API_ADDR=$(sed -n 's/.*"http_api":"\([^"]*\)".*/\1/p' <<<"$line")
-    break
-  fi
-  sleep 0.1
-done
-[[ -n $GRPC_ADDR && -n $HTTP_ADDR && -n $API_ADDR ]] ||
-  { cat "$WORK/server.log" >&2; die "usersigd did not say it was serving gRPC, HTTP and the HTTP API within 10 s"; }
 meta grpc_addr "$GRPC_ADDR"
 meta http_addr "$HTTP_ADDR"
 meta api_addr "$API_ADDR"
 log "usersigd pid $SERVER_PID serving gRPC on $GRPC_ADDR, HTTP on $HTTP_ADDR, the HTTP API on $API_ADDR"
+
+# A redis-server on a loopback port the kernel picks (freeport binds port
+# 0 and lets it go; if another process takes the port meanwhile, redis
+# fails to bind and the next try gets another one), nothing persisted.
+mkdir -m 700 "$WORK/redis"
+REDIS_ADDR=''
+for _ in 1 2 3; do
+  port=$("$WORK/bin/freeport") || die "freeport"
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$WORK/redis" \
+    >"$WORK/redis.log" 2>&1 &
+  REDIS_PID=$!
+  for _ in $(seq 100); do
+    kill -0 "$REDIS_PID" 2>/dev/null || break
+    if [[ $(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null) == PONG ]]; then
+      REDIS_ADDR=127.0.0.1:$port
+      break
+    fi
+    sleep 0.1
+  done
+  [[ -n $REDIS_ADDR ]] && break
+  stop "$REDIS_PID"
+  REDIS_PID=
+done
+[[ -n $REDIS_ADDR ]] || { cat "$WORK/redis.log" >&2; die "redis-server did not start"; }
+meta redis_addr "$REDIS_ADDR"
+meta cmd_redis "redis-server --bind 127.0.0.1 --port ${REDIS_ADDR##*:} --save '' --appendonly no --dir \$WORK/redis"
+
+# The second usersigd: the same config, its rates shared through Redis.
+write_config "$WORK/config-redis.yaml" "rate_limits:
+  backend: redis
+  redis: {addr: \"$REDIS_ADDR\"}"
+log "starting a second usersigd with rate_limits.backend: redis (log: $WORK/server-redis.log)"
+start_usersigd "$WORK/config-redis.yaml" "$WORK/server-redis.log"
+SERVER2_PID=$STARTED_PID GRPC2_ADDR=$STARTED_GRPC HTTP2_ADDR=$STARTED_HTTP
+meta cmd_server_redis "usersigd --config \$WORK/config-redis.yaml 2>\$WORK/server-redis.log"
+meta grpc_addr_redis "$GRPC2_ADDR"
+meta http_addr_redis "$HTTP2_ADDR"
+log "usersigd pid $SERVER2_PID (Redis at $REDIS_ADDR, redis-server pid $REDIS_PID) serving gRPC on $GRPC2_ADDR, HTTP on $HTTP2_ADDR"
 
 # The reference: a bare grpc-go server whose UserSigService returns answers
 # made at start (bench/bare). Idle but for its own runs.
@@ -249,11 +334,12 @@ done
 [[ -n $BARE_ADDR ]] || { cat "$WORK/bare.err" >&2; die "the bare reference server did not start"; }
 meta bare_addr "$BARE_ADDR"
 
-# server_cpu PID prints a server's CPU time so far (user + system), in clock ticks.
+# server_cpu PID prints a server's CPU time so far (user + system, all its
+# threads), in clock ticks.
 CLK_TCK=$(getconf CLK_TCK)
 server_cpu() {
   local st
-  read -r -a st <"/proc/$1/stat" # the name field, (usersigd) or (bare), has no spaces
+  read -r -a st <"/proc/$1/stat" # the name field, (usersigd), (bare) or (redis-server), has no spaces
   echo $((st[13] + st[14]))
 }
 status_kb() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER_PID/status"; }
@@ -327,6 +413,14 @@ grep -q "\"userId\": *\"$USER_ID\"" <<<"$minted" || die "the ID token's ticket i
 meta mint_calls 3
 log "minted a ticket with an ID token"
 
+# And from the Redis-backed server, once: a Redis that refuses or a
+# limiter that does fails here with its answer.
+minted=$("$GRPCURL" -plaintext -H "$AUTH" -d "$GEN_DATA" "$GRPC2_ADDR" usersig.v1.UserSigService/GenerateUserSig) ||
+  die "grpcurl GenerateUserSig against the Redis-backed usersigd"
+grep -q '"userSig": *"[^"]' <<<"$minted" || die "no userSig in the Redis-backed usersigd's answer: $minted"
+meta mint_calls_redis 1
+log "minted a ticket from the Redis-backed usersigd"
+
 sleep 1
 rss idle_start "$(status_kb VmRSS)"
 rss fds_start "$(fds)"
@@ -336,7 +430,7 @@ rss fds_start "$(fds)"
 method_of() {
   case $1 in
     floor | bfloor) echo grpc.health.v1.Health/Check ;;
-    gen | bgen | igenrs | igenes) echo usersig.v1.UserSigService/GenerateUserSig ;;
+    gen | rgen | bgen | igenrs | igenes) echo usersig.v1.UserSigService/GenerateUserSig ;;
     verify) echo usersig.v1.UserSigService/VerifyUserSig ;;
     pmk) echo usersig.v1.UserSigService/GeneratePrivateMapKey ;;
   esac
@@ -344,7 +438,7 @@ method_of() {
 data_of() {
   case $1 in
     floor | bfloor) echo '{}' ;;
-    gen | bgen) echo "$GEN_DATA" ;;
+    gen | rgen | bgen) echo "$GEN_DATA" ;;
     igenrs | igenes) echo "$IDGEN_DATA" ;; # the user is the token's
     verify) echo "$VERIFY_DATA" ;;
     pmk) echo "$PMK_DATA" ;;
@@ -355,16 +449,23 @@ data_of() {
 # with SIGINT (which makes ghz and vegeta stop and still write what they
 # have), its stderr to $WORK/raw/FILE.stderr, and sets RUN_RC, RUN_WALL
 # (seconds), RUN_SERVER_CPU (the CPU seconds of the server PID meanwhile)
-# and RUN_CLIENT_CPU (the command's own, from bash's time).
+# and RUN_CLIENT_CPU (the command's own, from bash's time). With
+# MEASURE_REDIS=1 it also sets RUN_REDIS_CPU, redis-server's CPU seconds
+# meanwhile (else it is empty).
 measure() {
-  local pid=$1 file=$2 t0 t1 cpu0 cpu1 TIMEFORMAT='%U %S'
+  local pid=$1 file=$2 t0 t1 cpu0 cpu1 rcpu0='' rcpu1 TIMEFORMAT='%U %S'
   shift 2
-  RUN_RC=0
+  RUN_RC=0 RUN_REDIS_CPU=''
+  [[ ${MEASURE_REDIS:-} == 1 ]] && rcpu0=$(server_cpu "$REDIS_PID")
   cpu0=$(server_cpu "$pid")
   t0=$(date +%s.%N)
   { time timeout -s INT -k 10s "$MAX_RUN" "$@" 2>"$WORK/raw/$file.stderr"; } 2>"$WORK/raw/$file.time" || RUN_RC=$?
   t1=$(date +%s.%N)
   cpu1=$(server_cpu "$pid")
+  if [[ -n $rcpu0 ]]; then
+    rcpu1=$(server_cpu "$REDIS_PID")
+    RUN_REDIS_CPU=$(awk -v a="$rcpu0" -v b="$rcpu1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
+  fi
   RUN_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   RUN_SERVER_CPU=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
   RUN_CLIENT_CPU=$(awk 'NF == 2 { printf "%.2f", $1 + $2 }' "$WORK/raw/$file.time")
@@ -373,11 +474,12 @@ measure() {
 
 # record PHASE RPC METHOD ROUND C CONNS N FILE COMMAND appends the run just
 # measured to runs.tsv (COMMAND with the work directory and the token
-# masked).
+# masked), and redis-server's CPU seconds over it (empty when not measured).
 record() {
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" \
     "$RUN_RC" "$RUN_WALL" "$RUN_SERVER_CPU" "$RUN_CLIENT_CPU" \
-    "$(sed "s|$WORK|\$WORK|g; s|Bearer $TOKEN|Bearer \$TOKEN|g; s|Bearer $ID_TOKEN_RS256|Bearer \$ID_TOKEN_RS256|g; s|Bearer $ID_TOKEN_ES256|Bearer \$ID_TOKEN_ES256|g" <<<"$9")" >>"$WORK/runs.tsv"
+    "$(sed "s|$WORK|\$WORK|g; s|Bearer $TOKEN|Bearer \$TOKEN|g; s|Bearer $ID_TOKEN_RS256|Bearer \$ID_TOKEN_RS256|g; s|Bearer $ID_TOKEN_ES256|Bearer \$ID_TOKEN_ES256|g" <<<"$9")" \
+    "$RUN_REDIS_CPU" >>"$WORK/runs.tsv"
 }
 
 # ghz_run PHASE RPC ROUND C CONNS N runs ghz once and records it in runs.tsv.
@@ -386,8 +488,11 @@ record() {
 ghz_run() {
   local phase=$1 rpc=$2 round=$3 c=$4 conns=$5 n=$6
   local method file args rps codes
-  local addr=$GRPC_ADDR pid=$SERVER_PID
-  case $rpc in bfloor | bgen) addr=$BARE_ADDR pid=$BARE_PID ;; esac # the bare reference
+  local addr=$GRPC_ADDR pid=$SERVER_PID redis=0
+  case $rpc in
+    bfloor | bgen) addr=$BARE_ADDR pid=$BARE_PID ;;     # the bare reference
+    rgen) addr=$GRPC2_ADDR pid=$SERVER2_PID redis=1 ;; # the Redis-backed usersigd
+  esac
   method=$(method_of "$rpc")
   file="$phase-$rpc-r$round-c$c-k$conns.json"
   # The method is resolved by server reflection (open, once per run).
@@ -405,7 +510,7 @@ ghz_run() {
   # The time bound is timeout(1)'s, not ghz -x: in ghz v0.121.0 -x turns
   # into -z (it drops -n and runs for the whole duration, cutting the last
   # calls off as errors).
-  measure "$pid" "$file" "$GHZ" "${args[@]}"
+  MEASURE_REDIS=$redis measure "$pid" "$file" "$GHZ" "${args[@]}"
   rps=$(sed -n 's/.*"rps":\([0-9]*\).*/\1/p' "$WORK/raw/$file" 2>/dev/null || true)
   codes=$(sed -n 's/.*"statusCodeDistribution":{\([^}]*\)}.*/\1/p' "$WORK/raw/$file" 2>/dev/null || true)
   record "$phase" "$rpc" "$method" "$round" "$c" "$conns" "$n" "$file" "$(shq ghz "${args[@]}")"
@@ -478,9 +583,10 @@ load_run() {
 }
 
 # The main table's RPCs, in the order each round runs them: usersigd's over
-# gRPC, its GenerateUserSig with an ID token (RS256, ES256) and over HTTP
-# right after the bearer-token one, the HTTP floor, then the bare reference.
-RPCS=(floor gen igenrs igenes hgen hfloor verify pmk bfloor bgen)
+# gRPC, its GenerateUserSig against the Redis-backed usersigd (rgen), with
+# an ID token (RS256, ES256) and over HTTP right after the bearer-token
+# one, the HTTP floor, then the bare reference.
+RPCS=(floor gen rgen igenrs igenes hgen hfloor verify pmk bfloor bgen)
 meta main_c "$MAIN_C"
 meta main_conns "$MAIN_CONNS"
 meta main_n "$MAIN_N"
@@ -513,6 +619,15 @@ stop "$SAMPLER_PID"
 SAMPLER_PID=
 stop "$BARE_PID"
 BARE_PID=
+# The Redis-backed server's view and Redis's count of the scripts it ran,
+# then stop them: only the main table uses them.
+http_call "$HTTP2_ADDR" /metrics >"$WORK/metrics-redis.txt" || log "could not read the Redis-backed usersigd's /metrics"
+redis-cli -h 127.0.0.1 -p "${REDIS_ADDR##*:}" info commandstats >"$WORK/redis-commandstats.txt" ||
+  log "could not read redis-server's commandstats"
+stop "$SERVER2_PID"
+SERVER2_PID=
+stop "$REDIS_PID"
+REDIS_PID=
 rss main_hwm "$(status_kb VmHWM)"
 sleep 2
 rss idle_after_main "$(status_kb VmRSS)"

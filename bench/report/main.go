@@ -17,6 +17,11 @@
 //	rss-samples    VmRSS in KiB sampled during the main load, one per line
 //	metrics.txt    the server's /metrics after the last run
 //	server.log     the server's stderr (JSON lines)
+//	server-redis.log, metrics-redis.txt
+//	               the same of the second usersigd, whose rate limits are
+//	               shared through Redis (its /metrics after the main table)
+//	redis-commandstats.txt
+//	               redis-server's INFO commandstats after the main table
 //
 // It exits 1 when a run failed, a call errored or a consistency check
 // failed, and 0 otherwise: the speed and memory goals are reported, never
@@ -93,6 +98,26 @@ var idTokenRPCs = []rpcDef{
 // fraction of its rps with a bearer token (issue 14).
 const goalIDTokenRatio = 0.60
 
+// GenerateUserSig against a second usersigd, the same config but for
+// rate_limits: {backend: redis} with a redis-server on loopback, in the
+// same rounds right after gen, against it: the same call by the same
+// caller, whose rate and rate_per_user (far above what the machine
+// reaches, so that none is refused) are decided by Redis, one script each,
+// instead of by the process's own buckets.
+var redisRPCs = []rpcDef{
+	{"gen", "usersig.v1.UserSigService/GenerateUserSig", "GenerateUserSig"},
+	{"rgen", "usersig.v1.UserSigService/GenerateUserSig", "GenerateUserSig, Redis"},
+}
+
+// goalRedisRatio is GenerateUserSig's rps with the rates in Redis at least
+// this fraction of its rps with the local limiter (issue 15).
+const goalRedisRatio = 0.60
+
+// isRedis tells the Redis-backed usersigd's runs from the first one's.
+func isRedis(key string) bool {
+	return slices.ContainsFunc(redisRPCs[1:], func(d rpcDef) bool { return d.key == key })
+}
+
 // isVegeta tells the HTTP API's runs (vegeta) from ghz's.
 func isVegeta(key string) bool {
 	return slices.ContainsFunc(httpRPCs, func(d rpcDef) bool { return d.key == key })
@@ -138,7 +163,7 @@ func main() {
 // Run is one ghz or vegeta run and what it reported.
 type Run struct {
 	Phase       string `json:"phase"` // warmup, main or sweep
-	RPC         string `json:"rpc"`   // floor, gen, verify, pmk, hfloor, hgen, bfloor or bgen
+	RPC         string `json:"rpc"`   // floor, gen, rgen, igenrs, igenes, verify, pmk, hfloor, hgen, bfloor or bgen
 	Tool        string `json:"tool"`  // ghz or vegeta
 	Method      string `json:"method"`
 	Round       int    `json:"round"`
@@ -156,6 +181,10 @@ type Run struct {
 	ServerCPUSeconds float64 `json:"server_cpu_seconds"`
 	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
 	ServerCPUPerCall float64 `json:"server_cpu_us_per_call"`
+	// redis-server's CPU time over the run, for the runs against the
+	// Redis-backed usersigd (rgen); 0 for the others.
+	RedisCPUSeconds float64 `json:"redis_cpu_seconds,omitempty"`
+	RedisCPUPerCall float64 `json:"redis_cpu_us_per_call,omitempty"`
 
 	EndReason   string         `json:"end_reason,omitempty"` // ghz's
 	Count       int            `json:"count"`
@@ -271,6 +300,7 @@ func report(work, mode string) (Results, error) {
 			"The HTTP/JSON API is driven by vegeta in the same rounds, right after gRPC GenerateUserSig: a closed loop of as many workers as ghz's -c (-rate 0), each with its own HTTP/1.1 keep-alive connection, for a duration rather than a count; its rps is every response over the time from the first request to the last answer, its latencies count every response, and any answer but 200 is an error.",
 			"The main table's figures are medians across interleaved rounds; every run opens fresh connections and resolves the method by server reflection once before its calls.",
 			"Logging is on as in production: one JSON line per UserSigService call and one audit line per minted ticket, written to a file.",
+			"The bench caller has a rate and a rate_per_user far above what the machine reaches: every call spends from both limiters and none is refused. rgen is GenerateUserSig against a second usersigd with the same config but rate_limits: {backend: redis}, its two limiters decided by a redis-server on loopback (one script each a call); its server CPU is that usersigd's, and redis-server's is apart.",
 		},
 		Runs: runs,
 	}
@@ -278,6 +308,7 @@ func report(work, mode string) (Results, error) {
 	res.Main = mainTable(runs, meta, rpcs)
 	res.Bare = mainTable(runs, meta, bareRPCs)
 	res.IDToken = mainTable(runs, meta, idTokenRPCs)
+	res.Redis = mainTable(runs, meta, redisRPCs)
 	res.HTTP = httpTable(runs, meta, res.Main)
 	res.Sweep = sweepTable(runs, meta)
 	res.RSS = rssFigures(work, rss)
@@ -311,17 +342,21 @@ type Results struct {
 	HTTP            HTTPTable         `json:"http_api"`
 	// IDToken is GenerateUserSig with ID tokens; its ratios are to the
 	// bearer-token GenerateUserSig (its first row), not to the floor.
-	IDToken MainTable  `json:"id_token"`
-	Sweep   SweepTable `json:"sweep"`
-	RSS     RSSFigures `json:"rss"`
-	Goals   []Goal     `json:"goals"`
-	Checks  []Check    `json:"checks"`
-	Runs    []Run      `json:"runs"`
+	IDToken MainTable `json:"id_token"`
+	// Redis is GenerateUserSig against the usersigd whose rates are in
+	// Redis; its ratios are to GenerateUserSig with the local limiter
+	// (its first row).
+	Redis  MainTable  `json:"redis_rate_limits"`
+	Sweep  SweepTable `json:"sweep"`
+	RSS    RSSFigures `json:"rss"`
+	Goals  []Goal     `json:"goals"`
+	Checks []Check    `json:"checks"`
+	Runs   []Run      `json:"runs"`
 }
 
 func machine(meta map[string]string) map[string]string {
 	m := map[string]string{}
-	for _, k := range []string{"nproc", "cpu_model", "kernel", "go_version", "ghz_version", "ghz_path", "grpcurl_version", "grpcurl_path", "vegeta_version", "vegeta_path", "hostname_hash"} {
+	for _, k := range []string{"nproc", "cpu_model", "kernel", "go_version", "ghz_version", "ghz_path", "grpcurl_version", "grpcurl_path", "vegeta_version", "vegeta_path", "redis_version", "hostname_hash"} {
 		if v, ok := meta[k]; ok {
 			m[k] = v
 		}
@@ -340,6 +375,16 @@ func serverInfo(meta map[string]string, work string) map[string]any {
 	}
 	if fi, err := os.Stat(filepath.Join(work, "server.log")); err == nil {
 		s["log_bytes"] = fi.Size()
+	}
+	if addr, ok := meta["redis_addr"]; ok {
+		r := map[string]any{"redis_addr": addr, "grpc_addr": meta["grpc_addr_redis"], "http_addr": meta["http_addr_redis"]}
+		if b, err := os.ReadFile(filepath.Join(work, "config-redis.yaml")); err == nil {
+			r["config"] = string(b)
+		}
+		if fi, err := os.Stat(filepath.Join(work, "server-redis.log")); err == nil {
+			r["log_bytes"] = fi.Size()
+		}
+		s["redis_backed"] = r
 	}
 	return s
 }
@@ -384,8 +429,11 @@ func readRuns(work string) ([]Run, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		f := strings.Split(sc.Text(), "\t")
-		if len(f) != 13 {
-			return nil, fmt.Errorf("runs.tsv: %d fields, want 13: %q", len(f), sc.Text())
+		if len(f) == 13 {
+			f = append(f, "") // a line without redis-server's CPU
+		}
+		if len(f) != 14 {
+			return nil, fmt.Errorf("runs.tsv: %d fields, want 14: %q", len(f), sc.Text())
 		}
 		atoi := func(s string) int { n, _ := strconv.Atoi(s); return n }
 		atof := func(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
@@ -398,6 +446,7 @@ func readRuns(work string) ([]Run, error) {
 			Concurrency: atoi(f[4]), Connections: atoi(f[5]), Requests: atoi(f[6]),
 			Raw: f[7], Exit: atoi(f[8]), WallSeconds: atof(f[9]),
 			ServerCPUSeconds: atof(f[10]), ClientCPUSeconds: atof(f[11]), Command: f[12],
+			RedisCPUSeconds: atof(f[13]),
 		})
 	}
 	return runs, sc.Err()
@@ -423,6 +472,7 @@ func loadRun(work string, r *Run) {
 	r.EndReason, r.Count, r.RPS = g.EndReason, g.Count, g.RPS
 	if g.Count > 0 {
 		r.ServerCPUPerCall = r.ServerCPUSeconds / float64(g.Count) * 1e6
+		r.RedisCPUPerCall = r.RedisCPUSeconds / float64(g.Count) * 1e6
 	}
 	r.AvgMs, r.SlowestMs = ms(g.Average), ms(g.Slowest)
 	r.StatusCodes, r.ErrorKinds = g.StatusCodeDistribution, g.ErrorDistribution
@@ -542,7 +592,7 @@ func codes(m map[string]int) string {
 }
 
 func label(key string) string {
-	for _, r := range slices.Concat(rpcs, httpRPCs, bareRPCs, idTokenRPCs[1:]) {
+	for _, r := range slices.Concat(rpcs, httpRPCs, bareRPCs, idTokenRPCs[1:], redisRPCs[1:]) {
 		if r.key == key {
 			return r.label
 		}
@@ -579,10 +629,12 @@ type MainRow struct {
 	// CPU: the server's microseconds per call and the load generator's
 	// cores in use, medians across rounds. They show what the 2 CPUs went
 	// to.
-	ServerCPUPerCall float64    `json:"server_cpu_us_per_call_median"`
-	ClientCores      float64    `json:"client_cpu_cores_median"`
-	PerRound         []RoundFig `json:"per_round"`
-	RPSSpread        [2]float64 `json:"rps_min_max"`
+	ServerCPUPerCall float64 `json:"server_cpu_us_per_call_median"`
+	ClientCores      float64 `json:"client_cpu_cores_median"`
+	// redis-server's microseconds per call, for the Redis-backed usersigd.
+	RedisCPUPerCall float64    `json:"redis_cpu_us_per_call_median,omitempty"`
+	PerRound        []RoundFig `json:"per_round"`
+	RPSSpread       [2]float64 `json:"rps_min_max"`
 }
 
 // RoundFig is one round's figures for one RPC.
@@ -596,6 +648,7 @@ type RoundFig struct {
 	P99Ratio         float64 `json:"p99_ratio_to_floor"`
 	ServerCPUPerCall float64 `json:"server_cpu_us_per_call"`
 	ClientCores      float64 `json:"client_cpu_cores"`
+	RedisCPUPerCall  float64 `json:"redis_cpu_us_per_call,omitempty"`
 }
 
 func median(xs []float64) float64 {
@@ -649,14 +702,15 @@ func mainTable(runs []Run, meta map[string]string, defs []rpcDef) MainTable {
 	for _, rp := range defs {
 		t.Order = append(t.Order, rp.key)
 		row := MainRow{RPC: rp.key, Method: rp.method}
-		var rps, p50, p99, rr, pr, cpu, cores []float64
+		var rps, p50, p99, rr, pr, cpu, cores, rcpu []float64
 		for _, r := range runs {
 			if r.Phase != "main" || r.RPC != rp.key {
 				continue
 			}
 			f := RoundFig{Round: r.Round, RPS: r.RPS, P50Ms: r.P50Ms, P99Ms: r.P99Ms, Errors: r.Errors,
 				RPSRatio: ratio(r.RPS, floorOf[r.Round].RPS), P99Ratio: ratio(r.P99Ms, floorOf[r.Round].P99Ms),
-				ServerCPUPerCall: r.ServerCPUPerCall, ClientCores: ratio(r.ClientCPUSeconds, r.WallSeconds)}
+				ServerCPUPerCall: r.ServerCPUPerCall, ClientCores: ratio(r.ClientCPUSeconds, r.WallSeconds),
+				RedisCPUPerCall: r.RedisCPUPerCall}
 			row.Runs++
 			row.Errors += r.Errors
 			row.PerRound = append(row.PerRound, f)
@@ -665,6 +719,9 @@ func mainTable(runs []Run, meta map[string]string, defs []rpcDef) MainTable {
 				rr = append(rr, f.RPSRatio)
 				cpu = append(cpu, f.ServerCPUPerCall)
 				cores = append(cores, f.ClientCores)
+				if isRedis(r.RPC) {
+					rcpu = append(rcpu, f.RedisCPUPerCall)
+				}
 			}
 			if r.P99Ms > 0 {
 				p50 = append(p50, r.P50Ms)
@@ -674,7 +731,7 @@ func mainTable(runs []Run, meta map[string]string, defs []rpcDef) MainTable {
 		}
 		row.RPS, row.P50Ms, row.P99Ms = median(rps), median(p50), median(p99)
 		row.RoundRPSRatio, row.RoundP99Ratio = median(rr), median(pr)
-		row.ServerCPUPerCall, row.ClientCores = median(cpu), median(cores)
+		row.ServerCPUPerCall, row.ClientCores, row.RedisCPUPerCall = median(cpu), median(cores), median(rcpu)
 		if len(rps) > 0 {
 			s := append([]float64(nil), rps...)
 			sort.Float64s(s)
@@ -917,72 +974,98 @@ type Check struct {
 	Detail string `json:"detail"`
 }
 
-// checks cross-checks ghz's counts against the server's log and metrics:
-// that every call reached the server, and that logging was on.
+// checks cross-checks ghz's counts against the servers' logs and metrics:
+// that every call reached the server it was sent to, and that logging was
+// on. The Redis-backed usersigd's calls (rgen) are counted against its own
+// log and metrics, and Redis's count of the scripts it ran.
 func checks(runs []Run, meta map[string]string, work string) []Check {
-	var out []Check
-	ok := map[string]int{}    // OK responses per method, as ghz saw them
-	calls := map[string]int{} // responses per method, as ghz saw them
-	for _, r := range runs {
-		if isBare(r.RPC) {
-			continue // another server: not in usersigd's log or metrics
-		}
-		ok[r.Method] += r.okCount()
-		calls[r.Method] += r.Count
-	}
+	// The first usersigd's runs: not the reference's (another server, not in
+	// usersigd's log or metrics), not the Redis-backed usersigd's.
+	ok, calls := clientCounts(runs, func(r Run) bool { return !isBare(r.RPC) && !isRedis(r.RPC) })
 	// grpcurl's calls before the runs: one to mint the ticket, one to check it.
 	mints, verifies := atoiMeta(meta, "mint_calls"), atoiMeta(meta, "verify_calls")
 	idle := atoiMeta(meta, "idleconns_n") // one health check per idle connection
-	ok["usersig.v1.UserSigService/GenerateUserSig"] += mints
-	calls["usersig.v1.UserSigService/GenerateUserSig"] += mints
-	ok["usersig.v1.UserSigService/VerifyUserSig"] += verifies
-	calls["usersig.v1.UserSigService/VerifyUserSig"] += verifies
-	ok["grpc.health.v1.Health/Check"] += idle
-	calls["grpc.health.v1.Health/Check"] += idle
+	ok[genMethod] += mints
+	calls[genMethod] += mints
+	ok[verifyMethod] += verifies
+	calls[verifyMethod] += verifies
+	ok[healthMethod] += idle
+	calls[healthMethod] += idle
+	out, _ := serverChecks("", filepath.Join(work, "server.log"), filepath.Join(work, "metrics.txt"), ok, calls, rpcs)
+	if _, ran := meta["redis_addr"]; ran {
+		out = append(out, redisChecks(runs, meta, work)...)
+	}
+	return out
+}
 
+const (
+	genMethod    = "usersig.v1.UserSigService/GenerateUserSig"
+	verifyMethod = "usersig.v1.UserSigService/VerifyUserSig"
+	pmkMethod    = "usersig.v1.UserSigService/GeneratePrivateMapKey"
+	healthMethod = "grpc.health.v1.Health/Check"
+)
+
+// clientCounts is the OK responses and all responses per method, as the
+// load generators saw them, of the runs mine picks.
+func clientCounts(runs []Run, mine func(Run) bool) (ok, calls map[string]int) {
+	ok, calls = map[string]int{}, map[string]int{}
+	for _, r := range runs {
+		if mine(r) {
+			ok[r.Method] += r.okCount()
+			calls[r.Method] += r.Count
+		}
+	}
+	return ok, calls
+}
+
+// serverChecks checks one usersigd's log and metrics against what its
+// clients saw (ok, calls), with a line of metrics for each of defs. name
+// starts each check's name. It returns the metrics it read (nil if none).
+func serverChecks(name, logPath, metricsPath string, ok, calls map[string]int, defs []rpcDef) ([]Check, *serverMetrics) {
+	var out []Check
 	// The server's log: one "finished call" line per UserSigService call,
 	// one "ticket issued" line per minted ticket.
-	wantCalls, wantAudit := 0, 0
+	wantCalls, wantAudit := 0, ok[genMethod]+ok[pmkMethod]
 	for _, rp := range rpcs[1:] {
 		wantCalls += calls[rp.method]
 	}
-	wantAudit = ok["usersig.v1.UserSigService/GenerateUserSig"] + ok["usersig.v1.UserSigService/GeneratePrivateMapKey"]
-	got, err := countLog(filepath.Join(work, "server.log"))
+	got, err := countLog(logPath)
 	if err != nil {
-		out = append(out, Check{"server log", false, err.Error()})
+		out = append(out, Check{name + "server log", false, err.Error()})
 	} else {
 		out = append(out,
-			Check{"call log lines", got.calls == wantCalls, fmt.Sprintf("%d \"finished call\" lines for UserSigService, %d calls made", got.calls, wantCalls)},
-			Check{"audit log lines", got.audit == wantAudit, fmt.Sprintf("%d \"ticket issued\" lines, %d tickets minted", got.audit, wantAudit)},
-			Check{"health checks not logged", got.health == 0, fmt.Sprintf("%d call lines for %s", got.health, healthService)},
-			Check{"no warnings or errors in the server log", got.bad == 0 && got.notJSON == 0,
+			Check{name + "call log lines", got.calls == wantCalls, fmt.Sprintf("%d \"finished call\" lines for UserSigService, %d calls made", got.calls, wantCalls)},
+			Check{name + "audit log lines", got.audit == wantAudit, fmt.Sprintf("%d \"ticket issued\" lines, %d tickets minted", got.audit, wantAudit)},
+			Check{name + "health checks not logged", got.health == 0, fmt.Sprintf("%d call lines for %s", got.health, healthService)},
+			Check{name + "no warnings or errors in the server log", got.bad == 0 && got.notJSON == 0,
 				fmt.Sprintf("%d lines at warn level or above, %d lines that are not JSON", got.bad, got.notJSON)},
 		)
 	}
 
 	// The server's metrics: grpc_server_handled_total by method and code.
-	handled, verdicts, err := readMetrics(filepath.Join(work, "metrics.txt"))
+	m, err := readMetrics(metricsPath)
 	if err != nil {
-		out = append(out, Check{"server metrics", false, err.Error()})
-		return out
+		return append(out, Check{name + "server metrics", false, err.Error()}), nil
 	}
 	// VerifyUserSig answers OK for a bad ticket too, so ghz cannot tell:
 	// the server's count of verdicts can.
-	var notValid []string
-	for st, n := range verdicts {
-		if st != "VALID" && n > 0 {
-			notValid = append(notValid, fmt.Sprintf("%s=%d", st, n))
+	if slices.ContainsFunc(defs, func(d rpcDef) bool { return d.method == verifyMethod }) {
+		var notValid []string
+		for st, n := range m.verdicts {
+			if st != "VALID" && n > 0 {
+				notValid = append(notValid, fmt.Sprintf("%s=%d", st, n))
+			}
 		}
+		sort.Strings(notValid)
+		wantValid := ok[verifyMethod]
+		detail := fmt.Sprintf("server verified %d tickets VALID, %d verify calls answered OK", m.verdicts["VALID"], wantValid)
+		if len(notValid) > 0 {
+			detail += "; not valid: " + strings.Join(notValid, " ")
+		}
+		out = append(out, Check{name + "every verified ticket valid", len(notValid) == 0 && m.verdicts["VALID"] == wantValid, detail})
 	}
-	sort.Strings(notValid)
-	wantValid := ok["usersig.v1.UserSigService/VerifyUserSig"]
-	detail := fmt.Sprintf("server verified %d tickets VALID, %d verify calls answered OK", verdicts["VALID"], wantValid)
-	if len(notValid) > 0 {
-		detail += "; not valid: " + strings.Join(notValid, " ")
-	}
-	out = append(out, Check{"every verified ticket valid", len(notValid) == 0 && verdicts["VALID"] == wantValid, detail})
-	for _, rp := range rpcs {
-		got := handled[rp.method]
+	for _, rp := range defs {
+		got := m.handled[rp.method]
 		var nonOK []string
 		for code, n := range got {
 			if code != "OK" && n > 0 {
@@ -994,9 +1077,70 @@ func checks(runs []Run, meta map[string]string, work string) []Check {
 		if len(nonOK) > 0 {
 			detail += "; server answered " + strings.Join(nonOK, " ")
 		}
-		out = append(out, Check{"metrics " + rp.label, got["OK"] == ok[rp.method] && len(nonOK) == 0, detail})
+		out = append(out, Check{name + "metrics " + rp.label, got["OK"] == ok[rp.method] && len(nonOK) == 0, detail})
 	}
-	return out
+	return out, m
+}
+
+// redisChecks checks the Redis-backed usersigd as checks does the first
+// one, and that Redis, not the fallback to the process's own buckets,
+// decided every rate: no backend error, and two scripts run in Redis per
+// call (the caller's rate, then its rate_per_user).
+func redisChecks(runs []Run, meta map[string]string, work string) []Check {
+	const name = "Redis-backed: "
+	ok, calls := clientCounts(runs, func(r Run) bool { return isRedis(r.RPC) })
+	mints := atoiMeta(meta, "mint_calls_redis") // grpcurl's, before the runs
+	ok[genMethod] += mints
+	calls[genMethod] += mints
+	out, m := serverChecks(name, filepath.Join(work, "server-redis.log"), filepath.Join(work, "metrics-redis.txt"), ok, calls, rpcs[1:2])
+	if m != nil {
+		c := Check{name + "no Redis errors", m.backendErrors == 0 && m.hasBackendErrors,
+			fmt.Sprintf("usersig_rate_limit_backend_errors_total %d: rates decided by this process's buckets instead", m.backendErrors)}
+		if !m.hasBackendErrors {
+			c.Detail = "no usersig_rate_limit_backend_errors_total in its metrics: its rates are not in Redis"
+		} else if m.backendErrors == 0 {
+			c.Detail = "usersig_rate_limit_backend_errors_total 0: every rate decided in Redis"
+		}
+		out = append(out, c)
+	}
+	scripts, err := redisScripts(filepath.Join(work, "redis-commandstats.txt"))
+	if err != nil {
+		return append(out, Check{name + "Redis commandstats", false, err.Error()})
+	}
+	want := 2 * ok[genMethod]
+	return append(out, Check{name + "two Redis scripts a call", scripts == want,
+		fmt.Sprintf("redis-server ran %d scripts (EVALSHA and EVAL that did not fail), %d for %d calls (the caller's rate and its rate_per_user)", scripts, want, ok[genMethod])})
+}
+
+var cmdstatRE = regexp.MustCompile(`^cmdstat_(evalsha|eval|evalsha_ro|eval_ro):(.*)$`)
+
+// redisScripts reads redis-server's INFO commandstats and counts the Lua
+// scripts it ran to the end: EVALSHA and EVAL (and their _RO forms) calls
+// less those that failed (redis_rate's first EVALSHA fails with NOSCRIPT,
+// and the EVAL after it loads the script).
+func redisScripts(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	n, seen := 0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		m := cmdstatRE.FindStringSubmatch(strings.TrimSpace(line))
+		if m == nil {
+			continue
+		}
+		seen = true
+		f := map[string]int{}
+		for _, kv := range strings.Split(m[2], ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			f[k], _ = strconv.Atoi(v)
+		}
+		n += f["calls"] - f["failed_calls"]
+	}
+	if !seen {
+		return 0, fmt.Errorf("%s has no cmdstat_evalsha or cmdstat_eval: Redis ran no script", path)
+	}
+	return n, nil
 }
 
 // logLine is what the checks read of one line of the server's log, which
@@ -1052,18 +1196,27 @@ func countLog(path string) (logCounts, error) {
 }
 
 var (
-	sampleRE = regexp.MustCompile(`^(grpc_server_handled_total|usersig_verifications_total)\{(.*)\} (\S+)$`)
+	sampleRE = regexp.MustCompile(`^(grpc_server_handled_total|usersig_verifications_total|usersig_rate_limit_backend_errors_total)(?:\{(.*)\})? (\S+)$`)
 	labelRE  = regexp.MustCompile(`(\w+)="([^"]*)"`)
 )
 
-// readMetrics reads grpc_server_handled_total as method → code → count,
-// and usersig_verifications_total as status → count.
-func readMetrics(path string) (handled map[string]map[string]int, verdicts map[string]int, err error) {
+// serverMetrics is what the checks read of a server's /metrics.
+type serverMetrics struct {
+	handled  map[string]map[string]int // grpc_server_handled_total: method → code → count
+	verdicts map[string]int            // usersig_verifications_total: status → count
+	// usersig_rate_limit_backend_errors_total, which only a server whose
+	// rates are in Redis has
+	backendErrors    int
+	hasBackendErrors bool
+}
+
+// readMetrics reads a server's /metrics.
+func readMetrics(path string) (*serverMetrics, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	handled, verdicts = map[string]map[string]int{}, map[string]int{}
+	sm := &serverMetrics{handled: map[string]map[string]int{}, verdicts: map[string]int{}}
 	for _, line := range strings.Split(string(b), "\n") {
 		m := sampleRE.FindStringSubmatch(line)
 		if m == nil {
@@ -1074,20 +1227,24 @@ func readMetrics(path string) (handled map[string]map[string]int, verdicts map[s
 			l[kv[1]] = kv[2]
 		}
 		v, _ := strconv.ParseFloat(m[3], 64)
-		if m[1] == "usersig_verifications_total" {
-			verdicts[l["status"]] += int(v)
-			continue
+		switch m[1] {
+		case "usersig_verifications_total":
+			sm.verdicts[l["status"]] += int(v)
+		case "usersig_rate_limit_backend_errors_total":
+			sm.backendErrors += int(v)
+			sm.hasBackendErrors = true
+		default:
+			method := l["grpc_service"] + "/" + l["grpc_method"]
+			if sm.handled[method] == nil {
+				sm.handled[method] = map[string]int{}
+			}
+			sm.handled[method][l["grpc_code"]] += int(v)
 		}
-		method := l["grpc_service"] + "/" + l["grpc_method"]
-		if handled[method] == nil {
-			handled[method] = map[string]int{}
-		}
-		handled[method][l["grpc_code"]] += int(v)
 	}
-	if len(handled) == 0 {
-		return nil, nil, fmt.Errorf("%s has no grpc_server_handled_total", path)
+	if len(sm.handled) == 0 {
+		return nil, fmt.Errorf("%s has no grpc_server_handled_total", path)
 	}
-	return handled, verdicts, nil
+	return sm, nil
 }
 
 // Goal is one of the maintainers' targets, reported but never asserted.
@@ -1113,6 +1270,11 @@ func goals(res Results) []Goal {
 	for _, row := range res.IDToken.RPCs[1:] {
 		if row.Runs > 0 {
 			g = append(g, Goal{"GenerateUserSig, " + label(row.RPC) + ", rps vs bearer's", fmt.Sprintf(">= %.2f", goalIDTokenRatio), row.RPSRatio, row.RPSRatio >= goalIDTokenRatio, ""})
+		}
+	}
+	for _, row := range res.Redis.RPCs[1:] {
+		if row.Runs > 0 {
+			g = append(g, Goal{"GenerateUserSig, rates in Redis, rps vs local", fmt.Sprintf(">= %.2f", goalRedisRatio), row.RPSRatio, row.RPSRatio >= goalRedisRatio, ""})
 		}
 	}
 	errs := 0
@@ -1184,6 +1346,12 @@ func printTable(w io.Writer, res Results) {
 		printRows(w, it)
 		fmt.Fprintf(w, "(ratios here are to the first row, GenerateUserSig with a bearer token; goal >= %.2f)\n", goalIDTokenRatio)
 	}
+	if rt := res.Redis; len(rt.RPCs) > 1 && rt.RPCs[1].Runs > 0 {
+		fmt.Fprintf(w, "\nShared rate limits, in the same rounds: GenerateUserSig against a second usersigd whose caller's rate and rate_per_user are decided in Redis (rate_limits.backend: redis, a redis-server on loopback), against the first one's own limiter\n")
+		printRows(w, rt)
+		fmt.Fprintf(w, "(ratios here are to the first row, GenerateUserSig with the local limiter; goal >= %.2f. srv us/call of the second row is its usersigd's alone)\n", goalRedisRatio)
+		printRedisVsLocal(w, rt.RPCs[0], rt.RPCs[1])
+	}
 	if len(res.Bare.RPCs) > 0 {
 		fmt.Fprintf(w, "\nReference, in the same rounds: bench/bare, a bare grpc-go server (no interceptors, auth or logs) whose GenerateUserSig returns an answer made at start\n")
 		printRows(w, res.Bare)
@@ -1222,11 +1390,11 @@ func printTable(w io.Writer, res Results) {
 		if g.format == "%d" {
 			v = fmt.Sprintf("%d", int(g.Value))
 		}
-		fmt.Fprintf(w, "  %-8s %-46s %10s  (target %s)\n", yes(g.Met), g.Name, v, g.Target)
+		fmt.Fprintf(w, "  %-8s %-52s %10s  (target %s)\n", yes(g.Met), g.Name, v, g.Target)
 	}
 	fmt.Fprintf(w, "\nChecks (a failed check fails the run)\n")
 	for _, c := range res.Checks {
-		fmt.Fprintf(w, "  %-4s %-42s %s\n", map[bool]string{true: "ok", false: "FAIL"}[c.OK], c.Name, c.Detail)
+		fmt.Fprintf(w, "  %-4s %-53s %s\n", map[bool]string{true: "ok", false: "FAIL"}[c.OK], c.Name, c.Detail)
 	}
 	if len(res.Problems) > 0 {
 		fmt.Fprintf(w, "\nPROBLEMS (%d): the run is not valid\n", len(res.Problems))
@@ -1236,6 +1404,23 @@ func printTable(w io.Writer, res Results) {
 	} else {
 		fmt.Fprintf(w, "\nAll %d runs (ghz and vegeta) completed with zero errors.\n", len(res.Runs))
 	}
+}
+
+// printRedisVsLocal prints the line comparing GenerateUserSig with its
+// rates in Redis (r) and in the process (l).
+func printRedisVsLocal(w io.Writer, l, r MainRow) {
+	var per []string
+	for _, f := range r.PerRound {
+		per = append(per, num("%.2f", f.RPSRatio))
+	}
+	extra := "-"
+	if l.ServerCPUPerCall > 0 && r.ServerCPUPerCall > 0 {
+		extra = fmt.Sprintf("%+.0f", r.ServerCPUPerCall-l.ServerCPUPerCall)
+	}
+	fmt.Fprintf(w, "Redis vs local limiter: rps %s vs %s = %s (per round: %s; their median: %s; goal >= %.2f); p50 %s vs %s ms; p99 %s vs %s ms (%s); errors %d vs %d; server CPU %s vs %s us/call (%s with Redis), and redis-server's %s us/call\n",
+		num("%.0f", r.RPS), num("%.0f", l.RPS), num("%.2f", r.RPSRatio), strings.Join(per, " "), num("%.2f", r.RoundRPSRatio), goalRedisRatio,
+		num("%.2f", r.P50Ms), num("%.2f", l.P50Ms), num("%.2f", r.P99Ms), num("%.2f", l.P99Ms), num("%.2fx", r.P99Ratio),
+		r.Errors, l.Errors, num("%.0f", r.ServerCPUPerCall), num("%.0f", l.ServerCPUPerCall), extra, num("%.0f", r.RedisCPUPerCall))
 }
 
 // printRows prints a main table's rows.

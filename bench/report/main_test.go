@@ -13,10 +13,12 @@ import (
 // The fixtures are run.sh working directories. testdata/pass is a small
 // valid run: usersigd's floor, GenerateUserSig, VerifyUserSig and
 // GeneratePrivateMapKey (ghz), GenerateUserSig over the HTTP API and the
-// HTTP floor (vegeta), and the bare reference's two RPCs, 4 calls each,
-// one round, plus run.sh's two grpcurl calls, its one curl call to the
-// HTTP API and 2 idle connections, with the server log and metrics those
-// make. Every other directory holds only the files that differ from it.
+// HTTP floor (vegeta), GenerateUserSig against the Redis-backed usersigd
+// (rgen, ghz) and the bare reference's two RPCs, 4 calls each, one round,
+// plus run.sh's two grpcurl calls, its one curl call to the HTTP API, its
+// one grpcurl call to the Redis-backed usersigd and 2 idle connections,
+// with the servers' logs and metrics and Redis's commandstats those make.
+// Every other directory holds only the files that differ from it.
 // The failing runs break the reference's GenerateUserSig (ghz) or the HTTP
 // floor (vegeta), which no check counts against the server, so that each
 // fixture fails for one reason only.
@@ -85,6 +87,18 @@ func TestReport(t *testing.T) {
 			want: []string{"check failed: metrics GenerateUserSig: server handled 5 OK, clients saw 10 OK"}},
 		{name: "the server counted fewer OK calls than clients saw", overlay: "metrics-ok-differs",
 			want: []string{"check failed: metrics GeneratePrivateMapKey: server handled 3 OK, clients saw 4 OK"}},
+		{name: "Redis failed and the rates fell back to the process's buckets", overlay: "redis-fallback",
+			want: []string{
+				"check failed: Redis-backed: no warnings or errors in the server log: 1 lines at warn level or above, 0 lines that are not JSON",
+				"check failed: Redis-backed: no Redis errors: usersig_rate_limit_backend_errors_total 2: rates decided by this process's buckets instead",
+				"check failed: Redis-backed: two Redis scripts a call: redis-server ran 8 scripts (EVALSHA and EVAL that did not fail), 10 for 5 calls",
+			}},
+		{name: "the second usersigd's rates are not in Redis", overlay: "redis-not-backed",
+			want: []string{"check failed: Redis-backed: no Redis errors: no usersig_rate_limit_backend_errors_total in its metrics"}},
+		{name: "no Redis commandstats", remove: []string{"redis-commandstats.txt"},
+			want: []string{"check failed: Redis-backed: Redis commandstats: open "}},
+		{name: "no log of the Redis-backed usersigd", remove: []string{"server-redis.log"},
+			want: []string{"check failed: Redis-backed: server log: open "}},
 		{name: "the idle connections were not held", overlay: "idleconns-not-held",
 			want: []string{"check failed: idle connections held: 2 connections opened, each with a health check (idleconns_ok=no)"}},
 	} {
@@ -110,8 +124,8 @@ func TestReport(t *testing.T) {
 }
 
 // TestRun checks what run.sh gets from a valid run: a table, results.json
-// with the HTTP API beside gRPC, and the ghz reports without their
-// per-request details.
+// with the HTTP API beside gRPC and the Redis-backed usersigd beside the
+// first one, and the ghz reports without their per-request details.
 func TestRun(t *testing.T) {
 	work, out := fixture(t, "", nil), t.TempDir()
 	var table bytes.Buffer
@@ -120,11 +134,14 @@ func TestRun(t *testing.T) {
 		t.Fatalf("run(testdata/pass) = %v, %v; want true, nil\n%s", ok, err, table.String())
 	}
 	for _, want := range []string{
-		"All 8 runs (ghz and vegeta) completed with zero errors.",
+		"All 9 runs (ghz and vegeta) completed with zero errors.",
 		// hgen: 4 requests over 3 ms + 1 ms; gen: ghz's 2000 rps.
 		"HTTP vs gRPC GenerateUserSig: rps 1000 vs 2000 = 0.50 (per round, median: 0.50; goal >= 0.60); p50 0.40 vs 0.40 ms; p99 0.90 vs 0.90 ms (1.00x); errors 0 vs 0",
 		"NOT met  HTTP GenerateUserSig rps vs gRPC's",
-		"floor, gen, hgen, hfloor, verify, pmk, bfloor, bgen",
+		"floor, gen, rgen, hgen, hfloor, verify, pmk, bfloor, bgen",
+		// rgen: ghz's 1000 rps against gen's 2000; 0.01 s of CPU each for 4 calls.
+		"Redis vs local limiter: rps 1000 vs 2000 = 0.50 (per round: 0.50; their median: 0.50; goal >= 0.60); p50 0.80 vs 0.40 ms; p99 1.80 vs 0.90 ms (2.00x); errors 0 vs 0; server CPU 2500 vs 2500 us/call (+0 with Redis), and redis-server's 2500 us/call",
+		"NOT met  GenerateUserSig, rates in Redis, rps vs local",
 	} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("run(testdata/pass) printed no %q:\n%s", want, table.String())
@@ -159,6 +176,16 @@ func TestRun(t *testing.T) {
 				} `json:"rpcs"`
 			} `json:"table"`
 		} `json:"http_api"`
+		Redis struct {
+			RPCs []struct {
+				RPC             string  `json:"rpc"`
+				RPS             float64 `json:"rps_median"`
+				RPSRatio        float64 `json:"rps_ratio_to_floor"`
+				RoundRPSRatio   float64 `json:"rps_ratio_to_floor_per_round_median"`
+				P99Ms           float64 `json:"p99_ms_median"`
+				RedisCPUPerCall float64 `json:"redis_cpu_us_per_call_median"`
+			} `json:"rpcs"`
+		} `json:"redis_rate_limits"`
 	}
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatalf("results.json does not parse: %v", err)
@@ -170,6 +197,11 @@ func TestRun(t *testing.T) {
 	if !h.Ran || h.VsGRPC.HTTPRPS != 1000 || h.VsGRPC.RPSRatio != 0.5 || h.VsGRPC.RoundRPSRatio != 0.5 || h.VsGRPC.HTTPP99Ms != 0.9 ||
 		len(h.Table.RPCs) != 2 || h.Table.RPCs[0].RPC != "hfloor" || h.Table.RPCs[0].RPS != 2000 || h.Table.RPCs[1].RPSRatio != 0.5 {
 		t.Errorf("results.json http_api = %+v; want hgen at 1000 rps, 0.5 of gRPC's and of the HTTP floor's 2000, p99 0.9 ms", h)
+	}
+	r := res.Redis.RPCs
+	if len(r) != 2 || r[0].RPC != "gen" || r[0].RPS != 2000 || r[1].RPC != "rgen" || r[1].RPS != 1000 || r[1].RPSRatio != 0.5 ||
+		r[1].RoundRPSRatio != 0.5 || r[1].P99Ms != 1.8 || r[1].RedisCPUPerCall != 2500 || r[0].RedisCPUPerCall != 0 {
+		t.Errorf("results.json redis_rate_limits = %+v; want gen at 2000 rps, rgen at 1000 (0.5 of it), p99 1.8 ms, redis-server 2500 us a call", r)
 	}
 	raw, err := os.ReadFile(filepath.Join(out, "raw", "main-gen-r1-c2-k1.json"))
 	if err != nil {
