@@ -12,7 +12,9 @@
 //	                        apps and their keys, callers and their options
 //	                        (compile.go; the rate option is ratelimit.go, the
 //	                        methods a caller may call are methods.go, the
-//	                        oidc section oidc.go) into a policy (policy.go)
+//	                        oidc section oidc.go, private_map_key pmk.go)
+//	                        into a policy (policy.go); rate_limits, which
+//	                        applies at start, is sharedrate.go
 //	reloader.install        binds its metrics, audit loggers and OIDC issuers
 //	                        (issuer.go, kept across reloads) and swaps it in
 //	                        (reload.go); SIGHUP and changed files reload
@@ -30,9 +32,11 @@
 //	interceptors (server.go)      call info, metrics (metrics.go), the call
 //	                              log line (calllog.go), panic recovery
 //	service.authenticate (auth.go) the caller (verifying an ID token not
-//	                              verified yet), its rate, the method
+//	                              verified yet), its rate (in Redis with
+//	                              rate_limits, sharedrate.go), the method
 //	service handlers (service.go) the user id (an OIDC caller's is its
-//	                              token's), the app, the user id, the ttl; then the
+//	                              token's), the app, the user id, the ttl (and
+//	                              a PrivateMapKey's room and privileges, pmk.go); then the
 //	                              caller's rate_per_user for the user id
 //	                              (ratelimit.go), the signer, the counter
 //	                              and the audit line
