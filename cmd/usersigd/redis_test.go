@@ -187,8 +187,11 @@ func TestRedisSharedBudget(t *testing.T) {
 		t.Errorf("redis-cli --scan: %v", err)
 	}
 	for _, p := range []*proc{a, b} {
-		if strings.Contains(p.logs(), `"level":"warn"`) {
-			t.Errorf("a warning with Redis up:\n%s", p.logs())
+		if w := rateLimitWarnings(p); len(w) > 0 {
+			t.Errorf("the rate limiter warned with Redis up: %q", w)
+		}
+		if m := metricValue(t, p.httpAddr, "usersig_rate_limit_backend_errors_total"); m != "0" {
+			t.Errorf("usersig_rate_limit_backend_errors_total = %q with Redis up, want 0", m)
 		}
 	}
 }
@@ -329,8 +332,16 @@ func TestRedisWrongPassword(t *testing.T) {
 	if ok != 10 {
 		t.Errorf("the local buckets granted %d of 12 calls, want the burst of 10", ok)
 	}
+	// The log is written in batches up to 100 ms apart.
+	said := func(logs string) bool {
+		return strings.Contains(logs, "WRONGPASS") || strings.Contains(logs, "invalid password") || strings.Contains(logs, "NOAUTH")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !said(p.logs()) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	logs := p.logs()
-	if !strings.Contains(logs, "WRONGPASS") && !strings.Contains(logs, "invalid password") && !strings.Contains(logs, "NOAUTH") {
+	if !said(logs) {
 		t.Errorf("the log does not say why Redis failed:\n%s", logs)
 	}
 	for _, secret := range []string{"a-wrong-password-77aa01", "the-right-password-5e9f1c"} {
@@ -411,8 +422,23 @@ func TestRedisTLS(t *testing.T) {
 		t.Errorf("two replicas granted %d of 20 calls under one burst of 10 over TLS", ok)
 	}
 	for _, p := range []*proc{a, b} {
-		if strings.Contains(p.logs(), `"level":"warn"`) {
-			t.Errorf("a warning with Redis up over TLS:\n%s", p.logs())
+		if w := rateLimitWarnings(p); len(w) > 0 {
+			t.Errorf("the rate limiter warned with Redis up over TLS: %q", w)
+		}
+		if m := metricValue(t, p.httpAddr, "usersig_rate_limit_backend_errors_total"); m != "0" {
+			t.Errorf("usersig_rate_limit_backend_errors_total = %q with Redis up over TLS, want 0", m)
 		}
 	}
+}
+
+// rateLimitWarnings are the shared rate limiter's warnings in a usersigd's
+// log (the call log warns of every refused call too).
+func rateLimitWarnings(p *proc) []string {
+	var out []string
+	for _, l := range strings.Split(p.logs(), "\n") {
+		if strings.Contains(l, `"logger":"ratelimit"`) && strings.Contains(l, `"level":"warn"`) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
