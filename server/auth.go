@@ -66,7 +66,12 @@ func (h *service) authenticate(ctx context.Context) (context.Context, error) {
 	// changed) means identifying it again under the one in force now.
 	c := ci.caller
 	if p := h.policy.Load(); c == nil || ci.policy != p || ci.unverified {
-		id, reason, err := identify(ctx, p)
+		// The tap routed an ID token under this very policy: only its
+		// issuer's answer is missing, not the caller.
+		id, reason, err := identity{caller: c, unverified: true}, "", error(nil)
+		if c == nil || ci.policy != p {
+			id, reason, err = identify(ctx, p)
+		}
 		if err == nil && id.unverified {
 			// An ID token that needs its issuer's answer: wait for it now,
 			// within the call's deadline and maxKeyWait.
@@ -110,12 +115,26 @@ func identify(ctx context.Context, p *policy) (identity, string, error) {
 
 // bearerOf is the call's bearer token, which identify has accepted.
 func bearerOf(ctx context.Context) string {
-	v := metadata.ValueFromIncomingContext(ctx, "authorization")
-	if len(v) != 1 {
-		return ""
+	token, _, _ := bearer(metadata.ValueFromIncomingContext(ctx, "authorization"))
+	return token
+}
+
+// bearer is the token of authorization values: exactly one, "Bearer
+// <token>", the scheme in any case. reason and err are as tokenCaller's.
+func bearer(authorization []string) (token, reason string, err error) {
+	switch len(authorization) {
+	case 0:
+		return "", authNoToken, errNoToken
+	case 1:
+	default: // two tokens: which one would a proxy in front have checked?
+		return "", authNotBearer, errNotBearer
 	}
-	_, token, _ := strings.Cut(v[0], " ")
-	return strings.TrimSpace(token)
+	scheme, token, ok := strings.Cut(authorization[0], " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
+		return "", authNotBearer, errNotBearer
+	}
+	return token, "", nil
 }
 
 // identifyBy finds the caller named by a call's authorization values and
@@ -171,17 +190,9 @@ func (p *policy) identifyBy(authorization []string, cert *x509.Certificate) (ide
 // which identifyBy then does. reason is the auth failure reason, err the
 // error to answer; neither holds the token.
 func (p *policy) tokenCaller(authorization []string) (id identity, reason string, err error) {
-	switch len(authorization) {
-	case 0:
-		return identity{}, authNoToken, errNoToken
-	case 1:
-	default: // two tokens: which one would a proxy in front have checked?
-		return identity{}, authNotBearer, errNotBearer
-	}
-	scheme, token, ok := strings.Cut(authorization[0], " ")
-	token = strings.TrimSpace(token)
-	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
-		return identity{}, authNotBearer, errNotBearer
+	token, reason, err := bearer(authorization)
+	if err != nil {
+		return identity{}, reason, err
 	}
 	sum := sha256.Sum256([]byte(token))
 	if c := p.byToken(sum); c != nil {

@@ -308,7 +308,7 @@ func (a *httpAPI) admit(next http.Handler) http.Handler {
 			// stranger's until the gRPC side has verified it.
 			sl = a.anonymous
 		case appUser:
-			sl, userKey = a.appUsers, id.caller.name+"\x00"+id.userID
+			sl, userKey = a.appUsers, appUserKey(id.caller, id.userID)
 		}
 		if !sl.take() {
 			a.refused.WithLabelValues(sl.refused).Inc()

@@ -104,21 +104,45 @@ func (h *service) spendCallerRate(ctx context.Context, c *caller) error {
 	if r == nil {
 		return nil
 	}
-	if h.shared != nil {
-		retry, ok, err := h.shared.allow(ctx, "rate:"+c.name, r.perSecond, r.burst)
-		switch {
-		case err == nil && ok:
-			return nil
-		case err == nil:
-			h.metrics.rateLimited(c.name)
-			return errRateLimited(c.name, retry)
-		case h.shared.deny:
-			return errRateBackend
-		}
+	retry, ok, decided, err := h.shared.decide(ctx, "rate:"+c.name, r.perSecond, r.burst)
+	if err != nil {
+		return err
 	}
-	if retry, ok := r.allow(); !ok {
+	if !decided {
+		retry, ok = r.allow()
+	}
+	if !ok {
 		h.metrics.rateLimited(c.name)
 		return errRateLimited(c.name, retry)
+	}
+	return nil
+}
+
+// spendUserRate spends one token of the user id's bucket under the
+// caller's rate_per_user: in Redis when the rates are shared, else (or
+// when Redis fails, with on_backend_error: local) in this process's
+// buckets. Handlers call it last, after every check of the caller, the
+// app and the request, so that a refused call spends no user's budget,
+// and before any signing work.
+func (h *service) spendUserRate(ctx context.Context, ci *callInfo, userID string) error {
+	c := ci.caller
+	u := c.userRate
+	if u == nil {
+		return nil
+	}
+	retry, ok, decided, err := h.shared.decide(ctx, "user:"+c.name+":"+userID, u.perSecond, u.burst)
+	if err != nil {
+		return err
+	}
+	if !decided {
+		var evicted bool
+		if retry, evicted, ok = u.allow(userID); evicted {
+			h.metrics.userEvicted(c.name)
+		}
+	}
+	if !ok {
+		h.metrics.userRateLimited(c.name)
+		return errUserRateLimited(c.name, retry)
 	}
 	return nil
 }

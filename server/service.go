@@ -210,36 +210,6 @@ func (h *service) checkUserID(ci *callInfo, userID string) error {
 	return nil
 }
 
-// spendUserRate spends one token of the user id's bucket under the
-// caller's rate_per_user (ratelimit.go). Handlers call it last, after
-// every check of the caller, the app and the request, so that a refused
-// call spends no user's budget, and before any signing work.
-func (h *service) spendUserRate(ctx context.Context, ci *callInfo, userID string) error {
-	c := ci.caller
-	if u := c.userRate; u != nil && h.shared != nil {
-		retry, ok, err := h.shared.allow(ctx, "user:"+c.name+":"+userID, u.perSecond, u.burst)
-		switch {
-		case err == nil && ok:
-			return nil
-		case err == nil:
-			h.metrics.userRateLimited(c.name)
-			return errUserRateLimited(c.name, retry)
-		case h.shared.deny:
-			return errRateBackend
-		}
-		// Redis failed: this process's buckets decide (on_backend_error: local).
-	}
-	retry, evicted, ok := ci.caller.userRate.allow(userID)
-	if evicted {
-		h.metrics.userEvicted(ci.caller.name)
-	}
-	if !ok {
-		h.metrics.userRateLimited(ci.caller.name)
-		return errUserRateLimited(ci.caller.name, retry)
-	}
-	return nil
-}
-
 // ttlFor is the lifetime a minting call asks for: whole seconds, at most
 // the app's and the caller's max_ttl, and for a PrivateMapKey its
 // private_map_key.max_ttl. Omitted, it is the lowest of the app's

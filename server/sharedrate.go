@@ -211,6 +211,24 @@ func (s *sharedRates) allow(ctx context.Context, key string, perSecond float64, 
 	return res.RetryAfter, res.Allowed > 0, nil
 }
 
+// decide spends one call of key in Redis when the rates are shared.
+// decided is false when this process's buckets are to decide instead: the
+// rates are not shared (s is nil), or Redis failed and on_backend_error is
+// local; with deny, a failure is errRateBackend.
+func (s *sharedRates) decide(ctx context.Context, key string, perSecond float64, burst int) (retry time.Duration, ok, decided bool, err error) {
+	if s == nil {
+		return 0, false, false, nil
+	}
+	retry, ok, err = s.allow(ctx, key, perSecond, burst)
+	switch {
+	case err == nil:
+		return retry, ok, true, nil
+	case s.deny:
+		return 0, false, true, errRateBackend
+	}
+	return 0, false, false, nil
+}
+
 func (s *sharedRates) close() error { return s.client.Close() }
 
 // prefixedKeys gives redis_rate our keys as they are: it puts "rate:"

@@ -352,7 +352,7 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	case ci.unverified:
 		sl, also = a.unverified, ci.caller.oidc.issuer.waiting
 	default:
-		sl, userKey = a.appUsers, ci.caller.name+"\x00"+ci.userID
+		sl, userKey = a.appUsers, appUserKey(ci.caller, ci.userID)
 	}
 	if !sl.take() {
 		return nil, a.refuse(ctx, sl.refused, sl.err)
@@ -413,6 +413,9 @@ func (a *admission) tapHandle(ctx context.Context, info *tap.Info) (context.Cont
 	ad.stop = context.AfterFunc(ctx, ad.release)
 	return context.WithValue(ctx, callInfoKey{}, ci), nil
 }
+
+// appUserKey names an app user in perUser: its caller and user id.
+func appUserKey(c *caller, userID string) string { return c.name + "\x00" + userID }
 
 // perUser counts the calls in flight of each app user, by caller and user
 // id. Only users with calls in flight have an entry.

@@ -186,14 +186,7 @@ func TestRedisSharedBudget(t *testing.T) {
 	} else {
 		t.Errorf("redis-cli --scan: %v", err)
 	}
-	for _, p := range []*proc{a, b} {
-		if w := rateLimitWarnings(p); len(w) > 0 {
-			t.Errorf("the rate limiter warned with Redis up: %q", w)
-		}
-		if m := metricValue(t, p.httpAddr, "usersig_rate_limit_backend_errors_total"); m != "0" {
-			t.Errorf("usersig_rate_limit_backend_errors_total = %q with Redis up, want 0", m)
-		}
-	}
+	wantRedisDecided(t, "with Redis up", a, b)
 }
 
 // TestRedisDownAndBack: Redis killed under load, then restarted. Meanwhile
@@ -421,24 +414,22 @@ func TestRedisTLS(t *testing.T) {
 	if ok < 10 || ok > 11 {
 		t.Errorf("two replicas granted %d of 20 calls under one burst of 10 over TLS", ok)
 	}
-	for _, p := range []*proc{a, b} {
-		if w := rateLimitWarnings(p); len(w) > 0 {
-			t.Errorf("the rate limiter warned with Redis up over TLS: %q", w)
-		}
-		if m := metricValue(t, p.httpAddr, "usersig_rate_limit_backend_errors_total"); m != "0" {
-			t.Errorf("usersig_rate_limit_backend_errors_total = %q with Redis up over TLS, want 0", m)
-		}
-	}
+	wantRedisDecided(t, "with Redis up over TLS", a, b)
 }
 
-// rateLimitWarnings are the shared rate limiter's warnings in a usersigd's
-// log (the call log warns of every refused call too).
-func rateLimitWarnings(p *proc) []string {
-	var out []string
-	for _, l := range strings.Split(p.logs(), "\n") {
-		if strings.Contains(l, `"logger":"ratelimit"`) && strings.Contains(l, `"level":"warn"`) {
-			out = append(out, l)
+// wantRedisDecided fails unless Redis decided every rate of each usersigd:
+// no backend error counted, no warning from the rate limiter (the call
+// log warns of every refused call too, so only its logger counts).
+func wantRedisDecided(t *testing.T, when string, procs ...*proc) {
+	t.Helper()
+	for _, p := range procs {
+		for _, l := range strings.Split(p.logs(), "\n") {
+			if strings.Contains(l, `"logger":"ratelimit"`) && strings.Contains(l, `"level":"warn"`) {
+				t.Errorf("the rate limiter warned %s: %s", when, l)
+			}
+		}
+		if m := metricValue(t, p.httpAddr, "usersig_rate_limit_backend_errors_total"); m != "0" {
+			t.Errorf("usersig_rate_limit_backend_errors_total = %q %s, want 0", m, when)
 		}
 	}
-	return out
 }
